@@ -1,0 +1,56 @@
+"""Catalog paths from config, and the checks that keep them inside their folders."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from pathlib import Path
+
+from .errors import UsageError
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def check_month(month: str) -> str:
+    """A month string is YYYY-MM and nothing else, so it can never climb out of a folder."""
+    if not isinstance(month, str) or not _MONTH.match(month):
+        raise UsageError(f"month expected YYYY-MM (e.g. 2026-11), found {month!r}")
+    return month
+
+
+def current_month() -> str:
+    return _dt.date.today().strftime("%Y-%m")
+
+
+class Catalog:
+    """Every artifact's location, derived from the `paths` section of the config."""
+
+    def __init__(self, cfg: dict, data_dir: str | None = None, out_dir: str | None = None):
+        paths = cfg["paths"]
+        self.data_dir = Path(data_dir or paths["data_dir"]).absolute()
+        self.out_dir = Path(out_dir or paths["out_dir"]).absolute()
+        self._paths = paths
+
+    def _month_dir(self, subdir: str, month: str) -> Path:
+        return self.data_dir / self._paths[subdir] / f"month={check_month(month)}"
+
+    def raw(self, month: str) -> Path:
+        return self._month_dir("raw_subdir", month)
+
+    def users(self, month: str) -> Path:
+        return self._month_dir("users_subdir", month)
+
+    def rejects(self, month: str) -> Path:
+        return self._month_dir("rejects_subdir", month)
+
+    def manifest(self, month: str) -> Path:
+        return self.data_dir / self._paths["manifests_subdir"] / f"month={check_month(month)}.json"
+
+    def months(self) -> list[str]:
+        """Months with a clean users layer, oldest first."""
+        root = self.data_dir / self._paths["users_subdir"]
+        found = [p.name.split("=", 1)[1] for p in root.glob("month=*") if p.is_dir()]
+        return sorted(m for m in found if _MONTH.match(m))
+
+    def default_input(self) -> Path:
+        return Path(self._paths["default_input"]).absolute()
