@@ -1,0 +1,145 @@
+"""Ingest: one input file → the month's raw, users and rejects Parquet layers.
+
+Stages, each written to a temporary folder and swapped in (atomic_dir); the
+manifest is written last and is the commit mark of a month:
+1. read the file in chunks into the raw layer (runs as one task on a worker
+   when a Dask client is given, so the rows never pass through the client);
+2. clean the raw layer with Dask, partition by partition, into users + rejects;
+3. write the manifest: input hash, options, counts, rejects by reason.
+The same input content again is recognised by its SHA-256 and skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import dask
+import dask.dataframe as dd
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import atomic_dir, write_json
+from .clean import REJECT_COLUMNS, coerce_partition, split_partition
+from .errors import InputDataError, UsageError
+from .paths import Catalog, check_month, current_month
+from .readers import read_chunks
+from .schema import ID, SOURCE_ROW
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _id_is_integer(values: pd.Series) -> bool:
+    present = values.dropna()
+    if pd.api.types.is_numeric_dtype(present):
+        return bool((present == present.round()).all())
+    nums = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    return bool(nums.notna().all() and (nums == nums.round()).all())
+
+
+def write_raw_layer(path: str, raw_dir: str, ingest_cfg: dict, sheet=None, sep=None, decimal=None) -> dict:
+    """Stream the input into raw Parquet part files; return what was read (small)."""
+    info, chunks = read_chunks(path, ingest_cfg, sheet=sheet, sep=sep, decimal=decimal)
+    rows, parts, integer_ids, schema = 0, 0, True, None
+    with atomic_dir(raw_dir) as tmp:
+        for chunk in chunks:
+            integer_ids = integer_ids and _id_is_integer(chunk[ID])
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            if schema is None:
+                schema = pa.schema([f if not pa.types.is_null(f.type) else pa.field(f.name, pa.string())
+                                    for f in table.schema])
+            pq.write_table(table.cast(schema), tmp / f"part-{parts:05d}.parquet")
+            rows += len(chunk)
+            parts += 1
+        if parts == 0:  # header only: one empty part keeps the layer readable
+            pq.write_table(pa.table({SOURCE_ROW: pa.array([], pa.int64())}), tmp / "part-00000.parquet")
+    return {"rows_in": rows, "parts": parts, "format": info.fmt, "options": info.options,
+            "columns": info.columns, "id_type": "int" if integer_ids else "string"}
+
+
+def _duplicate_first_rows(coerced: dd.DataFrame) -> pd.Series:
+    """Id → lowest source row, for Ids that occur more than once among valid rows (small)."""
+    valid = coerced[coerced["_reason"].isna()][[ID, SOURCE_ROW]]
+    counts = valid[ID].value_counts()
+    repeated = counts[counts > 1].index.compute()
+    if len(repeated) == 0:
+        return pd.Series(dtype="int64")
+    dups = valid[valid[ID].isin(list(repeated))]
+    return dups.groupby(ID)[SOURCE_ROW].min().compute()
+
+
+def _write_clean_part(coerced: pd.DataFrame, first_rows: pd.Series, users_dir: str, rejects_dir: str,
+                      index: int) -> dict:
+    kept, ledger = split_partition(coerced, first_rows)
+    kept.to_parquet(Path(users_dir) / f"part-{index:05d}.parquet", index=False)
+    ledger.to_parquet(Path(rejects_dir) / f"part-{index:05d}.parquet", index=False)
+    reasons = ledger["reason"].str.split(";").explode().str.replace(r"\(kept row \d+\)", "", regex=True)
+    return {"kept": len(kept), "rejected": len(ledger),
+            "reasons": reasons.str.strip().value_counts().to_dict()}
+
+
+def clean_layer(raw_dir: Path, users_dir: Path, rejects_dir: Path, id_type: str, ccfg: dict) -> dict:
+    """Dask pass over the raw layer: every partition writes its users and rejects parts."""
+    raw = dd.read_parquet(str(raw_dir))
+    meta = coerce_partition(raw._meta, id_type, ccfg)
+    coerced = raw.map_partitions(coerce_partition, id_type, ccfg, meta=meta)
+    first_rows = _duplicate_first_rows(coerced)
+    with atomic_dir(users_dir) as users_tmp, atomic_dir(rejects_dir) as rejects_tmp:
+        tasks = [dask.delayed(_write_clean_part)(part, first_rows, str(users_tmp), str(rejects_tmp), i)
+                 for i, part in enumerate(coerced.to_delayed())]
+        results = dask.compute(*tasks)
+    reasons: dict[str, int] = {}
+    for result in results:
+        for reason, count in result["reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + int(count)
+    return {"rows_kept": sum(r["kept"] for r in results), "rows_rejected": sum(r["rejected"] for r in results),
+            "rejects_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+
+
+def read_manifest(catalog: Catalog, month: str) -> dict | None:
+    path = catalog.manifest(month)
+    if not path.exists() or not catalog.users(month).exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | None = None,
+           replace: bool = False, client=None, sheet=None, sep=None, decimal=None) -> dict:
+    """Ingest `input_path` as `month`; returns the manifest (with `skipped` when unchanged)."""
+    month = check_month(month or cfg["ingest"]["month"] or current_month())
+    started = time.perf_counter()
+    input_path = Path(input_path).absolute()
+    from .readers import check_file
+
+    digest = file_sha256(check_file(input_path))
+    previous = read_manifest(catalog, month)
+    if previous and previous["sha256"] == digest and not replace:
+        return {**previous, "skipped": True, "timings": {"ingest": round(time.perf_counter() - started, 3)}}
+    if previous and not replace:
+        raise UsageError(
+            f"{input_path}: month {month} was already ingested from other content "
+            f"({previous['source']}, sha256 {previous['sha256'][:12]}…); pass --replace to overwrite it")
+    args = (str(input_path), str(catalog.raw(month)), cfg["ingest"], sheet, sep, decimal)
+    read = client.submit(write_raw_layer, *args, pure=False).result() if client else write_raw_layer(*args)
+    t_read = time.perf_counter()
+    counts = clean_layer(catalog.raw(month), catalog.users(month), catalog.rejects(month), read["id_type"],
+                         cfg["cleaning"])
+    if read["rows_in"] != counts["rows_kept"] + counts["rows_rejected"]:
+        raise InputDataError(f"{input_path}: rows do not reconcile ({read['rows_in']} read, "
+                             f"{counts['rows_kept']} kept, {counts['rows_rejected']} rejected)")
+    manifest = {"month": month, "source": str(input_path), "sha256": digest, **read, **counts,
+                "users_path": str(catalog.users(month)), "rejects_path": str(catalog.rejects(month)),
+                "ingested_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    write_json(catalog.manifest(month), manifest)
+    timings = {"read": round(t_read - started, 3), "clean": round(time.perf_counter() - t_read, 3)}
+    return {**manifest, "skipped": False, "timings": timings}
