@@ -1,0 +1,108 @@
+"""`mailseg` command line: parse arguments, load config, open the Dask client, call the library.
+
+Exit codes: 0 success, 2 usage or config error, 3 input data error, 4 cluster
+or connection error (1: an unexpected failure, with a traceback under --debug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from mailseg_dist.errors import MailsegError
+
+from . import commands
+
+EPILOG = "Exit codes: 0 ok, 2 usage/config error, 3 input data error, 4 cluster/connection error."
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML file overriding conf/base.yaml and conf/local.yaml")
+    parser.add_argument("--data-dir", metavar="DIR", help="folder of raw inputs, Parquet layers and rejects (paths.data_dir)")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary object as the last line of stdout")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def _cluster(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="address of an existing Dask scheduler (tcp://host:8786, tls://...); default: a LocalCluster")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailseg", description="Segment mailing users with distributed k-means.",
+                                     epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="ingest (if INPUT is given), fit segments and write every output", epilog=EPILOG)
+    run.add_argument("input", nargs="?", metavar="INPUT",
+                     help="xlsx/CSV/Parquet of users; default: the latest ingested month, else the bundled default data")
+    _common(run)
+    _cluster(run)
+    run.add_argument("--out", metavar="DIR", help="output folder (paths.out_dir, default Resultados)")
+    run.add_argument("--month", metavar="YYYY-MM", help="month to ingest INPUT as, or to model (default: latest)")
+    run.add_argument("--k", metavar="K|auto", help="number of segments, or auto to choose it (model.k)")
+    run.add_argument("--engine", choices=["lloyd", "minibatch", "daskml"], help="fitting engine (model.engine)")
+    run.add_argument("--seed", type=int, help="random seed (model.seed)")
+    run.add_argument("--lang", choices=["es", "en"], help="language of names, recommendations and report")
+    run.add_argument("--replace", action="store_true", help="re-ingest a month whose input content changed")
+
+    ingest = sub.add_parser("ingest", help="convert an input file to the month's partitioned Parquet", epilog=EPILOG)
+    ingest.add_argument("input", metavar="INPUT", help="xlsx, CSV (',' or ';' with decimal commas) or Parquet file")
+    _common(ingest)
+    _cluster(ingest)
+    ingest.add_argument("--month", metavar="YYYY-MM", help="month partition (default: ingest.month or current month)")
+    ingest.add_argument("--sheet", help="xlsx sheet name (default: the first sheet)")
+    ingest.add_argument("--sep", help="CSV separator (default: detected)")
+    ingest.add_argument("--decimal", help="CSV decimal mark (default: ',' when the separator is ';')")
+    ingest.add_argument("--replace", action="store_true", help="overwrite a month ingested from other content")
+
+    gen = sub.add_parser("generate", help="write synthetic users shaped like the seed data", epilog=EPILOG)
+    gen.add_argument("--rows", type=int, required=True, help="number of users")
+    gen.add_argument("--out", metavar="FILE", required=True, help="output file")
+    gen.add_argument("--format", choices=["xlsx", "csv", "parquet"], help="default: from the file name")
+    gen.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    gen.add_argument("--json", action="store_true", help="print one JSON summary object as the last line of stdout")
+    gen.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    score = sub.add_parser("score", help="apply a saved model to new users without refitting", epilog=EPILOG)
+    score.add_argument("input", metavar="INPUT", help="xlsx/CSV/Parquet of users to score")
+    _common(score)
+    _cluster(score)
+    score.add_argument("--model-dir", metavar="DIR", help="folder with the saved model (default: paths.out_dir)")
+    score.add_argument("--out", metavar="DIR", help="output folder for the scored users (default: <model-dir>/scored)")
+    score.add_argument("--month", metavar="YYYY-MM", help="month partition for the scored input")
+    score.add_argument("--lang", choices=["es", "en"], help="language of names and recommendations")
+    score.add_argument("--trust-unverified", action="store_true",
+                       help="load pickles whose hash cannot be verified (unsafe; warns)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
+                        format="mailseg: %(message)s")
+    for noisy in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.ERROR)
+    try:
+        summary = getattr(commands, args.command)(args)
+    except MailsegError as exc:
+        print(f"mailseg: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mailseg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure: one line unless --debug
+        if args.debug:
+            raise
+        print(f"mailseg: unexpected error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              " (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

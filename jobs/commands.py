@@ -1,0 +1,87 @@
+"""One function per CLI command: config from flags, client opened and closed here, work in the library."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from mailseg_dist.config import load_config
+from mailseg_dist.paths import Catalog
+
+log = logging.getLogger("mailseg")
+
+
+def _config(args, **flags) -> dict:
+    return load_config(getattr(args, "config", None), {k: v for k, v in flags.items() if v is not None})
+
+
+def run(args) -> dict:
+    from mailseg_dist.client import open_client
+    from mailseg_dist.pipeline import run_job
+
+    k = args.k if args.k in (None, "auto") else _int_flag("--k", args.k)
+    cfg = _config(args, **{"model.k": k, "model.engine": args.engine, "model.seed": args.seed,
+                           "report.lang": args.lang, "cluster.scheduler": args.scheduler})
+    catalog = Catalog(cfg, data_dir=args.data_dir, out_dir=args.out)
+    with open_client(cfg["cluster"], args.scheduler) as client:
+        return run_job(cfg, catalog, client, input_path=args.input, month=args.month, replace=args.replace)
+
+
+def ingest(args) -> dict:
+    from mailseg_dist.client import open_client
+    from mailseg_dist.ingest import ingest as ingest_file
+
+    cfg = _config(args, **{"cluster.scheduler": args.scheduler})
+    catalog = Catalog(cfg, data_dir=args.data_dir)
+    with open_client(cfg["cluster"], args.scheduler) as client:
+        manifest = ingest_file(args.input, cfg, catalog, month=args.month, replace=args.replace, client=client,
+                               sheet=args.sheet, sep=args.sep, decimal=args.decimal)
+    _log_reconciliation(manifest)
+    return manifest
+
+
+def generate(args) -> dict:
+    from mailseg_dist.generate import write_generated
+
+    started = time.perf_counter()
+    fmt = args.format or Path(args.out).suffix.lstrip(".").lower()
+    if fmt not in ("xlsx", "csv", "parquet"):
+        from mailseg_dist.errors import UsageError
+
+        raise UsageError(f"{args.out}: cannot tell the format from the name; pass --format xlsx|csv|parquet")
+    if args.rows < 1:
+        from mailseg_dist.errors import UsageError
+
+        raise UsageError(f"--rows expected a positive number of users, found {args.rows}")
+    path = write_generated(args.out, args.rows, fmt, seed=args.seed)
+    seconds = round(time.perf_counter() - started, 3)
+    log.info("wrote %d users to %s in %.1f s", args.rows, path, seconds)
+    return {"rows": args.rows, "path": str(path), "format": fmt, "seed": args.seed, "timings": {"generate": seconds}}
+
+
+def score(args) -> dict:
+    from mailseg_dist.client import open_client
+    from mailseg_dist.scoring import score_file
+
+    cfg = _config(args, **{"report.lang": args.lang, "cluster.scheduler": args.scheduler})
+    catalog = Catalog(cfg, data_dir=args.data_dir, out_dir=args.model_dir)
+    with open_client(cfg["cluster"], args.scheduler) as client:
+        return score_file(args.input, cfg, catalog, client, out_dir=args.out, month=args.month,
+                          trust_unverified=args.trust_unverified)
+
+
+def _int_flag(name: str, value: str) -> int:
+    from mailseg_dist.errors import UsageError
+
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"{name} expected an integer or 'auto', found {value!r}") from None
+
+
+def _log_reconciliation(manifest: dict) -> None:
+    if manifest.get("skipped"):
+        log.info("month %s: input unchanged (sha256 %s…), nothing to do", manifest["month"], manifest["sha256"][:12])
+    log.info("month %s: %d rows read = %d kept + %d rejected (rejects: %s)", manifest["month"], manifest["rows_in"],
+             manifest["rows_kept"], manifest["rows_rejected"], manifest["rejects_path"])
