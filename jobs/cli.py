@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="random seed (model.seed)")
     run.add_argument("--lang", choices=["es", "en"], help="language of names, recommendations and report")
     run.add_argument("--replace", action="store_true", help="re-ingest a month whose input content changed")
+    run.add_argument("--profile", action="store_true",
+                     help="save a Dask performance report to <out>/dask_performance_report.html")
 
     ingest = sub.add_parser("ingest", help="convert an input file to the month's partitioned Parquet", epilog=EPILOG)
     ingest.add_argument("input", metavar="INPUT", help="xlsx, CSV (',' or ';' with decimal commas) or Parquet file")

@@ -18,14 +18,17 @@ def _config(args, **flags) -> dict:
 
 def run(args) -> dict:
     from mailseg_dist.client import open_client
+    from mailseg_dist.monitor import RunMonitor
     from mailseg_dist.pipeline import run_job
 
     k = args.k if args.k in (None, "auto") else _int_flag("--k", args.k)
     cfg = _config(args, **{"model.k": k, "model.engine": args.engine, "model.seed": args.seed,
                            "report.lang": args.lang, "cluster.scheduler": args.scheduler})
     catalog = Catalog(cfg, data_dir=args.data_dir, out_dir=args.out)
-    with open_client(cfg["cluster"], args.scheduler) as client:
-        return run_job(cfg, catalog, client, input_path=args.input, month=args.month, replace=args.replace)
+    profile = catalog.out_dir / "dask_performance_report.html" if args.profile else None
+    with open_client(cfg["cluster"], args.scheduler) as client, RunMonitor(client, profile) as monitor:
+        return run_job(cfg, catalog, client, input_path=args.input, month=args.month, replace=args.replace,
+                       monitor=monitor)
 
 
 def ingest(args) -> dict:

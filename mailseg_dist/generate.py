@@ -97,3 +97,107 @@ BUYER_BOUNCE_DECAY = 0.7
 CONCENTRATION_HOUR = 30.0
 CONCENTRATION_DAY = 6.0
 HOUR_MAX, DAY_MAX = 23, 6
+
+
+def _gamma(rng: np.random.Generator, shape: float, n: int) -> np.ndarray:
+    """Gamma multipliers with mean 1; variance 1/shape."""
+    return rng.gamma(shape, 1.0 / shape, n)
+
+
+def _segment_params() -> dict[str, np.ndarray]:
+    seg = SEED_SEGMENTS
+    extra = seg["Total"] - seg[["send", "bounce", "open", "click"]].sum(axis=1)
+    return {
+        "cum_share": np.cumsum(seg["share"].to_numpy()),
+        "send": seg["send"].to_numpy(), "bounce": seg["bounce"].to_numpy(),
+        "open": seg["open"].to_numpy(), "click": seg["click"].to_numpy(),
+        "extra": extra.clip(lower=0).to_numpy(), "buyer": seg["Comprador"].to_numpy(),
+        "hour": seg["hour"].to_numpy(), "day": seg["day_of_week"].to_numpy(),
+    }
+
+
+def _counts(rng: np.random.Generator, p: dict, segment: np.ndarray) -> dict[str, np.ndarray]:
+    n = len(segment)
+    m_send = p["send"][segment]
+    send = 1 + rng.poisson((m_send - 1) * _gamma(rng, SHAPE_SEND, n))
+    per_mail = send / m_send  # mean 1 given the segment
+    engage = _gamma(rng, SHAPE_ENGAGE, n)
+    opens = rng.poisson(p["open"][segment] * engage * per_mail)
+    click = rng.poisson(p["click"][segment] * engage * _gamma(rng, SHAPE_CLICK, n) * per_mail)
+    bounce = rng.poisson(p["bounce"][segment] * _gamma(rng, SHAPE_BOUNCE, n))
+    extra = rng.poisson(p["extra"][segment] * per_mail)
+    return {"send": send, "bounce": bounce, "open": opens, "click": click,
+            "Total": send + bounce + opens + click + extra}
+
+
+def _buyer(rng: np.random.Generator, p: dict, segment: np.ndarray, bounce: np.ndarray) -> np.ndarray:
+    """Buyers rarer among bouncers, segment buyer rate kept (E[exp(-d*NB)] in closed form)."""
+    m_bounce = p["bounce"][segment]
+    decay = BUYER_BOUNCE_DECAY
+    mean_factor = (1 + m_bounce * (1 - math.exp(-decay)) / SHAPE_BOUNCE) ** -SHAPE_BOUNCE
+    prob = np.minimum(p["buyer"][segment] * np.exp(-decay * bounce) / mean_factor, 1.0)
+    return (rng.random(len(segment)) < prob).astype(np.int64)
+
+
+def _event_average(rng: np.random.Generator, means: np.ndarray, top: int, concentration: float,
+                   events: np.ndarray) -> np.ndarray:
+    """Mean of `events` integer values in 0..top around a per-user centre with mean `means`."""
+    share = means / top
+    centre = rng.beta(share * concentration, (1 - share) * concentration)
+    total = rng.binomial(top * events, centre)
+    return np.round(total / events, DECIMALS)
+
+
+def _id_map(rows: int, seed: int) -> tuple[int, int, int]:
+    """(a, b, M) of the Id bijection i -> (a*i + b) mod M."""
+    modulus = 10 * rows
+    rng = np.random.default_rng([seed, _ID_STREAM])
+    a = int(rng.integers(modulus // 4, 3 * modulus // 4 + 1))
+    while math.gcd(a, modulus) != 1:
+        a += 1
+    return a, int(rng.integers(0, modulus)), modulus
+
+
+def _generate_block(rows: int, seed: int, block: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows [block*BLOCK_ROWS, ...) of the (rows, seed) table, and their true segments."""
+    start = block * BLOCK_ROWS
+    n = min(BLOCK_ROWS, rows - start)
+    rng = np.random.default_rng([seed, block])
+    p = _segment_params()
+    segment = np.searchsorted(p["cum_share"], rng.random(n) * p["cum_share"][-1], side="right")
+    counts = _counts(rng, p, segment)
+    buyer = _buyer(rng, p, segment, counts["bounce"])
+    hour = _event_average(rng, p["hour"][segment], HOUR_MAX, CONCENTRATION_HOUR, counts["Total"])
+    day = _event_average(rng, p["day"][segment], DAY_MAX, CONCENTRATION_DAY, counts["Total"])
+    a, b, modulus = _id_map(rows, seed)
+    position = start + rng.permutation(n).astype(np.int64)
+    frame = pd.DataFrame({"Id": (a * position + b) % modulus, **counts, "Comprador": buyer,
+                          "hour": hour, "day_of_week": day})
+    frame[INT_COLUMNS] = frame[INT_COLUMNS].astype(np.int64)
+    frame[["hour", "day_of_week"]] = frame[["hour", "day_of_week"]].astype(np.float64)
+    return frame[COLUMNS], segment.astype(np.int64)
+
+
+def _check_args(rows: int, seed: int, chunk_rows: int) -> None:
+    for name, value, low in (("rows", rows, 1), ("seed", seed, 0), ("chunk_rows", chunk_rows, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise UsageError(f"generate: {name} must be an integer >= {low}, got {value!r}")
+    if rows > MAX_ROWS:
+        raise UsageError(f"generate: rows must be <= {MAX_ROWS:,}, got {rows:,}")
+
+
+def iter_generated(rows: int, seed: int = 42, chunk_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+    """Chunks of at most `chunk_rows` generated users; the rows depend only on (rows, seed)."""
+    _check_args(rows, seed, chunk_rows)
+    pending: list[pd.DataFrame] = []
+    held = 0
+    for block in range(math.ceil(rows / BLOCK_ROWS)):
+        frame, _ = _generate_block(rows, seed, block)
+        pending.append(frame)
+        held += len(frame)
+        while held >= chunk_rows:
+            joined = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+            yield joined.iloc[:chunk_rows].reset_index(drop=True)
+            pending, held = [joined.iloc[chunk_rows:]], held - chunk_rows
+    if held:
+        yield pd.concat(pending, ignore_index=True)

@@ -54,7 +54,7 @@ def _check_enough_rows(manifest: dict, cfg: dict) -> None:
             f"(rows read {manifest['rows_in']}, rejected {manifest['rows_rejected']}: see {manifest['rejects_path']})")
 
 
-def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, replace=False) -> dict:
+def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, replace=False, monitor=None) -> dict:
     """The whole job; returns the run summary (also written to <out>/run_summary.json)."""
     from .modelling import fit_segments
     from .publish import publish
@@ -66,6 +66,7 @@ def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, re
                  manifest["rows_kept"], manifest["rows_rejected"])
         _check_enough_rows(manifest, cfg)
         t_model = time.perf_counter()
+        log.info("fitting segments on %s", manifest["users_path"])
         result = fit_segments(manifest["users_path"], cfg, client)
         log.info("k=%d with engine %s: inertia %.1f, silhouette %.3f", result.k, result.engine, result.inertia,
                  result.silhouette)
@@ -76,6 +77,8 @@ def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, re
                    "model": round(t_publish - t_model, 3), "publish": round(time.perf_counter() - t_publish, 3),
                    "total": round(time.perf_counter() - started, 3)}
         summary = build_summary(manifest, result, outputs, timings, cfg)
+        if monitor is not None:
+            summary["cluster"] = monitor.report()
         write_json(catalog.out_dir / "run_summary.json", summary)
     return summary
 
