@@ -100,9 +100,12 @@ def _check_id(frame, out, problems, id_type):
     raw = frame[ID]
     blank = _blank(raw).to_numpy()
     problems.add(blank, ID, "missing Id")
-    if id_type == "int":
+    if id_type == "int" and pd.api.types.is_integer_dtype(raw) and not raw.isna().any():
+        out[ID] = raw.astype("int64")  # typed input (Parquet): exact, whatever the magnitude
+    elif id_type == "int":
         num = _as_number(raw).to_numpy()
-        ok = np.isfinite(num) & (num == np.round(num)) & (np.abs(num) < 2**62)
+        # beyond 2**53 a float no longer holds every integer: two Ids could silently merge
+        ok = np.isfinite(num) & (num == np.round(num)) & (np.abs(num) < 2**53)
         problems.add(~ok & ~blank, ID, "expected an integer Id")
         out[ID] = np.where(ok, num, 0).astype("int64")
     else:
@@ -130,7 +133,7 @@ def coerce_partition(frame: pd.DataFrame, id_type: str, ccfg: dict) -> pd.DataFr
     out["_column"] = pd.Series([";".join(c) or None for c in problems.columns], index=frame.index, dtype=object)
     out["_reason"] = pd.Series([";".join(r) or None for r in problems.reasons], index=frame.index, dtype=object)
     out["_value"] = _failing_values(frame, problems)
-    out["Id_raw"] = frame[ID].astype(object).map(lambda v: None if v is None else str(v))
+    out["Id_raw"] = frame[ID].astype(object).map(lambda v: _shown(v) or None)
     return out[[*CLEAN_COLUMNS, SOURCE_ROW, "Id_raw", "_column", "_reason", "_value"]]
 
 
@@ -138,8 +141,13 @@ def _failing_values(frame: pd.DataFrame, problems: _Problems) -> pd.Series:
     values = []
     for i, cols in enumerate(problems.columns):
         seen = dict.fromkeys(c for c in cols if c != "*")
-        values.append(";".join(str(frame[c].iloc[i]) for c in seen) or None)
+        values.append(";".join(_shown(frame[c].iloc[i]) for c in seen) or None)
     return pd.Series(values, index=frame.index, dtype=object)
+
+
+def _shown(value: object) -> str:
+    """A cell as the ledger shows it: blank for a missing value, not 'None' or 'nan'."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else str(value)
 
 
 def split_partition(coerced: pd.DataFrame, first_rows: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -40,11 +40,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _id_is_integer(values: pd.Series) -> bool:
+    """Every present Id is a whole number that int64 holds exactly (text beyond 2**53 stays text)."""
+    if pd.api.types.is_integer_dtype(values):
+        return True
     present = values.dropna()
-    if pd.api.types.is_numeric_dtype(present):
-        return bool((present == present.round()).all())
-    nums = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
-    return bool(nums.notna().all() and (nums == nums.round()).all())
+    if pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present):
+        return bool(((present == present.round()) & (present.abs() < 2**53)).all())
+    text = present.astype(str).str.strip()
+    nums = pd.to_numeric(text[text != ""], errors="coerce")  # blanks are missing Ids, not text Ids
+    return bool(nums.notna().all() and ((nums == nums.round()) & (nums.abs() < 2**53)).all())
 
 
 def write_raw_layer(path: str, raw_dir: str, ingest_cfg: dict, sheet=None, sep=None, decimal=None) -> dict:
@@ -61,8 +65,9 @@ def write_raw_layer(path: str, raw_dir: str, ingest_cfg: dict, sheet=None, sep=N
             pq.write_table(table.cast(schema), tmp / f"part-{parts:05d}.parquet")
             rows += len(chunk)
             parts += 1
-        if parts == 0:  # header only: one empty part keeps the layer readable
-            pq.write_table(pa.table({SOURCE_ROW: pa.array([], pa.int64())}), tmp / "part-00000.parquet")
+        if parts == 0:  # header only: one empty part with the header's columns keeps the layer readable
+            empty = {name: pa.array([], pa.string()) for name in info.header}
+            pq.write_table(pa.table({**empty, SOURCE_ROW: pa.array([], pa.int64())}), tmp / "part-00000.parquet")
     return {"rows_in": rows, "parts": parts, "format": info.fmt, "options": info.options,
             "columns": info.columns, "id_type": "int" if integer_ids else "string"}
 

@@ -10,7 +10,10 @@ was wrong with which cell.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ class InputInfo:
     fmt: str
     options: dict = field(default_factory=dict)
     columns: dict = field(default_factory=dict)  # input header → schema or extra name
+    header: list = field(default_factory=list)  # column names in input order (schema or extra)
 
 
 def check_file(path: str | Path) -> Path:
@@ -87,6 +91,29 @@ def _check_zip(path: Path) -> None:
         raise InputDataError(f"{path}: is a zip file but not an xlsx workbook (no xl/worksheets/)")
 
 
+_ERROR_CELL = re.compile(rb"""\st=["']e["']""")
+
+
+def _has_error_cells(path: Path) -> bool:
+    """Any worksheet holds an Excel error value (#N/A, #DIV/0!...)?
+
+    calamine reads error cells as empty strings (python-calamine issue #105), which
+    would turn a #N/A count into a blank, i.e. 0; such workbooks go through openpyxl,
+    which returns the error text so the row is rejected saying what was found.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for entry in archive.infolist():
+            if not entry.filename.startswith("xl/worksheets/"):
+                continue
+            with archive.open(entry) as stream:
+                tail = b""
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    if _ERROR_CELL.search(tail + block):
+                        return True
+                    tail = block[-8:]
+    return False
+
+
 def _frame(rows: list, header: list[str], first_row: int) -> pd.DataFrame:
     width = len(header)
     fixed = [list(r[:width]) + [None] * (width - len(r)) for r in rows]
@@ -99,13 +126,16 @@ def _cell_text(value: object) -> object:
     """Spreadsheet cell → text (None for an empty cell); floats keep every digit."""
     if value is None or value == "":
         return None
-    if isinstance(value, float):
-        return repr(value)
+    if isinstance(value, float):  # whole numbers as ints, so calamine (4.0) and openpyxl (4) agree
+        value = float(value)
+        return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
     return str(value)
 
 
-def _xlsx_rows(path: Path, sheet: str | None, engine: str) -> tuple[list[str], Iterator[list]]:
+def _xlsx_rows(path: Path, sheet: str | None, engine: str) -> tuple[str, Iterator[list], str]:
     _check_zip(path)
+    if engine == "calamine" and _has_error_cells(path):
+        engine = "openpyxl"
     if engine == "calamine":
         from python_calamine import CalamineWorkbook
 
@@ -125,7 +155,7 @@ def _xlsx_rows(path: Path, sheet: str | None, engine: str) -> tuple[list[str], I
             raise InputDataError(f"{path}: cannot be read as xlsx ({str(exc).splitlines()[0]})") from None
         name = _pick_sheet(path, book.sheetnames, sheet)
         rows = book[name].iter_rows(values_only=True)
-    return name, rows
+    return name, rows, engine
 
 
 def _pick_sheet(path: Path, names: list[str], sheet: str | None) -> str:
@@ -143,14 +173,16 @@ def _header(path: Path, raw_header: list, where: str) -> list[str]:
     header = [mapping[i] for i in range(len(raw_header))]
     missing = missing_required(header)
     if missing:
-        found = ", ".join(str(h) for h in raw_header if str(h).strip()) or "nothing"
+        found = ", ".join(str(h) for h in raw_header if h is not None and str(h).strip()) or "nothing"
+        found = found.encode("unicode_escape").decode("ascii") if not found.isprintable() else found
+        found = found if len(found) <= 300 else found[:300] + "…"  # one readable line, even for junk
         raise InputDataError(
             f"{path}: {where} missing required column(s) {', '.join(missing)}; found: {found}")
     return header
 
 
 def iter_xlsx(path: Path, info: InputInfo, chunk_rows: int, sheet: str | None, engine: str):
-    name, rows = _xlsx_rows(path, sheet, engine)
+    name, rows, engine = _xlsx_rows(path, sheet, engine)
     info.options = {"sheet": name, "engine": engine}
     excel_row, raw_header = 0, None
     for excel_row, values in enumerate(rows, start=1):
@@ -162,6 +194,7 @@ def iter_xlsx(path: Path, info: InputInfo, chunk_rows: int, sheet: str | None, e
         raise InputDataError(f"{path}: sheet '{name}' is empty, expected a header row ({', '.join(REQUIRED)})")
     header = _header(path, raw_header, f"sheet '{name}' row {excel_row}:")
     info.columns = dict(zip((str(h) for h in raw_header), header))
+    info.header = header
     buffer, first = [], excel_row + 1
     for values in rows:
         buffer.append([_cell_text(v) for v in values])
@@ -173,13 +206,29 @@ def iter_xlsx(path: Path, info: InputInfo, chunk_rows: int, sheet: str | None, e
         yield _frame(buffer, header, first)
 
 
+def _csv_encoding(path: Path) -> str:
+    """UTF-8 (with or without BOM) when the whole file decodes as such, else Excel's cp1252."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return "utf-16"  # Excel's "Unicode text" export
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:  # the whole file, block by block: a block may end inside a character
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp1252"
+    return "utf-8-sig"
+
+
 def _sniff_csv(path: Path, sep: str, decimal: str) -> tuple[str, str, str]:
-    raw = open(path, "rb").read(65536)
-    encoding = "utf-8-sig"
-    try:
-        raw.decode(encoding)
-    except UnicodeDecodeError:
-        encoding = "cp1252"  # Excel's Spanish CSV export
+    encoding = _csv_encoding(path)
+    with open(path, "rb") as handle:
+        raw = handle.read(65536)
+    if encoding != "utf-16" and b"\0" in raw:
+        raise InputDataError(f"{path}: is a binary file, expected a CSV text file or an .xlsx workbook")
     first = raw.decode(encoding, errors="ignore").splitlines()[0] if raw.strip() else ""
     if sep == "auto":
         counts = {s: first.count(s) for s in (";", ",", "\t")}
@@ -189,18 +238,40 @@ def _sniff_csv(path: Path, sep: str, decimal: str) -> tuple[str, str, str]:
     return sep, decimal, encoding
 
 
+def _check_first_record(path: Path, sep: str, encoding: str) -> None:
+    """A first data row wider than the header would silently become pandas' index: refuse it."""
+    with open(path, encoding=encoding, newline="") as handle:
+        records = csv.reader(handle, delimiter=sep)
+        header, first = next(records, []), next(records, [])
+    if len(first) > len(header):
+        raise InputDataError(f"{path}: malformed CSV, line 2 has {len(first)} fields but the header has "
+                             f"{len(header)} (a '{sep}' inside an unquoted value?)")
+
+
+def _parser_message(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if fields:
+        expected, line, seen = fields.groups()
+        return f"line {line} has {seen} fields but the header has {expected} (a separator inside an unquoted value?)"
+    return text
+
+
 def iter_csv(path: Path, info: InputInfo, chunk_rows: int, sep: str, decimal: str):
     sep, decimal, encoding = _sniff_csv(path, sep, decimal)
     info.options = {"sep": sep, "decimal": decimal, "encoding": encoding}
     try:
+        _check_first_record(path, sep, encoding)
         reader = pd.read_csv(path, sep=sep, dtype=str, chunksize=chunk_rows, skip_blank_lines=False,
-                             keep_default_na=False, na_values=[""], encoding=encoding, header=0)
+                             keep_default_na=False, na_values=[""], encoding=encoding, header=0,
+                             index_col=False)
         header = None
         for chunk in reader:
             if header is None:
                 header = _header(path, list(chunk.columns), "header:")
                 info.columns = dict(zip(map(str, chunk.columns), header))
-            first = 2 + (chunk.index[0] if len(chunk) else 0)
+                info.header = header
+            first = 2 + (int(chunk.index[0]) if len(chunk) else 0)
             chunk.columns = header
             chunk = chunk.astype(object).where(chunk.notna(), None)
             if decimal == ",":
@@ -209,11 +280,12 @@ def iter_csv(path: Path, info: InputInfo, chunk_rows: int, sep: str, decimal: st
             yield chunk
     except pd.errors.EmptyDataError:
         raise InputDataError(f"{path}: no header row, expected columns {', '.join(REQUIRED)}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputDataError(f"{path}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
+    except (pd.errors.ParserError, csv.Error, UnicodeError) as exc:
+        raise InputDataError(f"{path}: malformed CSV ({_parser_message(exc)})") from None
     if header is None:  # header only: pandas yields no chunk at all
         with open(path, encoding=encoding) as handle:
-            _header(path, [h.strip() for h in handle.readline().rstrip("\r\n").split(sep)], "header:")
+            info.header = _header(path, [h.strip() for h in handle.readline().rstrip("\r\n").split(sep)],
+                                  "header:")
 
 
 def iter_parquet(path: Path, info: InputInfo, chunk_rows: int):
@@ -226,6 +298,7 @@ def iter_parquet(path: Path, info: InputInfo, chunk_rows: int):
     names = source.schema_arrow.names
     header = _header(path, names, "schema:")
     info.columns = dict(zip(names, header))
+    info.header = header
     first = 1
     for batch in source.iter_batches(batch_size=chunk_rows):
         chunk = batch.to_pandas()

@@ -68,7 +68,7 @@ def map_columns(headers: list[object]) -> dict[int, str]:
             taken.add(target)
         else:
             name = normalize(header) or f"column_{pos + 1}"
-            while name in taken or name in REQUIRED:
+            while name in taken or name in REQUIRED or name == SOURCE_ROW:  # source_row is ours
                 name = f"extra_{name}"
             mapping[pos] = name
             taken.add(name)
