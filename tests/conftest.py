@@ -73,5 +73,5 @@ def dask_client():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
-                      host="127.0.0.1") as cluster, Client(cluster) as client:
+                      protocol="tcp", host="127.0.0.1") as cluster, Client(cluster) as client:
         yield client

@@ -1,0 +1,66 @@
+"""Choosing k with a written-down rule instead of by eye.
+
+Rule (documented in the README as well):
+
+1. Knee of the inertia curve (Kneedle, Satopää et al. 2011): scale k and
+   inertia to [0, 1]; the knee is the k whose point lies farthest below the
+   chord from the first to the last point, i.e. maximising
+   (1 − k̂) − înertia for a decreasing convex curve (ties → smaller k).
+2. Among the k within ±`knee_window` of the knee (and in the table), take the
+   one with the highest silhouette; ties → smaller k.
+
+With fewer than 3 candidates there is no knee: the highest silhouette wins.
+Rows whose silhouette is missing (NaN) only win when all are missing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _validated(table: list[dict]) -> list[dict]:
+    if not table:
+        raise ValueError("choose_k: the k table is empty")
+    rows = sorted(table, key=lambda row: row["k"])
+    ks = [row["k"] for row in rows]
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"choose_k: k repeated in the table: {ks}")
+    for row in rows:
+        if not np.isfinite(row["inertia"]):
+            raise ValueError(f"choose_k: inertia of k={row['k']} is not a finite number: {row['inertia']!r}")
+    return rows
+
+
+def knee(ks: list[int], inertia: list[float]) -> int:
+    """Kneedle knee of a decreasing inertia curve (the first k when the curve is flat or too short)."""
+    k_arr, y = np.asarray(ks, dtype=np.float64), np.asarray(inertia, dtype=np.float64)
+    if len(k_arr) < 3 or y.max() == y.min():
+        return int(ks[0])
+    x_hat = (k_arr - k_arr.min()) / (k_arr.max() - k_arr.min())
+    y_hat = (y - y.min()) / (y.max() - y.min())
+    below_chord = (1.0 - x_hat) - y_hat
+    return int(ks[int(np.argmax(below_chord))])  # argmax: first (smallest k) of ties
+
+
+def _silhouette(row: dict) -> float:
+    value = row.get("silhouette")
+    return -math.inf if value is None or not np.isfinite(value) else float(value)
+
+
+def choose_k(table: list[dict], knee_window: int = 1) -> tuple[int, str]:
+    """(k, reason) from rows {"k", "inertia", "silhouette", ...}; see the module docstring for the rule."""
+    rows = _validated(table)
+    ks = [int(row["k"]) for row in rows]
+    if len(rows) < 3:
+        window, head = rows, f"{len(rows)} candidate(s), no inertia knee"
+    else:
+        elbow = knee(ks, [row["inertia"] for row in rows])
+        window = [row for row in rows if abs(int(row["k"]) - elbow) <= knee_window]
+        head = f"inertia knee (Kneedle) at k={elbow}; silhouettes within ±{knee_window}"
+    best = max(window, key=lambda row: (_silhouette(row), -int(row["k"])))  # ties → smaller k
+    compared = ", ".join(f"k={row['k']}: " + (f"{_silhouette(row):.3f}" if _silhouette(row) > -math.inf else "n/a")
+                         for row in window)
+    reason = f"{head}: {compared}; picked k={best['k']} (highest silhouette, ties to the smaller k)"
+    return int(best["k"]), reason

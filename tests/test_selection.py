@@ -1,0 +1,70 @@
+"""The documented rule for k: Kneedle knee of the inertia curve, then best silhouette within ±window."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mailseg_dist.selection import choose_k, knee
+
+# SEED_FACTS: elbow inertia (all rows) and silhouette (MiniBatchKMeans on 2,000 rows) for k = 2..10.
+SEED_INERTIA = [1.385e6, 1.19e6, 1.035e6, 0.915e6, 0.80e6, 0.728e6, 0.676e6, 0.607e6, 0.567e6]
+SEED_SILHOUETTE = [0.53, 0.215, 0.255, 0.267, 0.275, 0.32, 0.338, 0.338, 0.336]
+
+
+def table(ks, inertia, silhouette):
+    return [{"k": k, "inertia": i, "silhouette": s} for k, i, s in zip(ks, inertia, silhouette)]
+
+
+def test_seed_table_knee_at_6_picks_7():
+    k, reason = choose_k(table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE), knee_window=1)
+    assert knee(list(range(2, 11)), SEED_INERTIA) == 6
+    assert k == 7
+    assert "knee (Kneedle) at k=6" in reason
+    assert "k=5: 0.267, k=6: 0.275, k=7: 0.320" in reason and "picked k=7" in reason
+
+
+def test_seed_table_with_window_zero_keeps_the_knee():
+    assert choose_k(table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE), knee_window=0)[0] == 6
+
+
+def test_obvious_knee_on_synthetic_curves():
+    ks = list(range(2, 11))
+    steep_then_flat = [1000, 600, 200, 180, 165, 150, 140, 130, 120]  # elbow at k=4
+    assert knee(ks, steep_then_flat) == 4
+    k, _ = choose_k(table(ks, steep_then_flat, [0.3, 0.4, 0.6, 0.5, 0.4, 0.4, 0.3, 0.3, 0.3]))
+    assert k == 4
+    # The best silhouette next door wins, even if a far k has a higher one.
+    k, _ = choose_k(table(ks, steep_then_flat, [0.9, 0.4, 0.5, 0.55, 0.4, 0.4, 0.3, 0.3, 0.95]))
+    assert k == 5
+    assert knee(ks, [1.0 / k ** 2 for k in ks]) == 4  # distances below the chord: .45, .53, .50, ...
+    assert knee(ks, [math.exp(-k / 2) for k in ks]) == 5  # .39, .42, .38, ...
+
+
+def test_ties_go_to_the_smaller_k_and_order_does_not_matter():
+    ks = [2, 3, 4, 5, 6]
+    inertia = [100, 40, 30, 25, 22]
+    rows = table(ks, inertia, [0.1, 0.5, 0.5, 0.2, 0.2])
+    assert knee(ks, inertia) == 3
+    assert choose_k(rows)[0] == 3
+    assert choose_k(list(reversed(rows)))[0] == 3
+    flat = table(ks, [5, 5, 5, 5, 5], [0.1, 0.2, 0.3, 0.4, 0.5])
+    assert knee(ks, [5] * 5) == 2 and choose_k(flat)[0] == 3  # flat curve: knee at the first k
+
+
+def test_short_tables_and_missing_silhouettes():
+    assert choose_k(table([3], [10.0], [0.2]))[0] == 3
+    k, reason = choose_k(table([2, 3], [10.0, 5.0], [0.2, 0.4]))
+    assert k == 3 and "no inertia knee" in reason
+    k, reason = choose_k(table([2, 3, 4, 5], [100, 40, 30, 28], [0.5, math.nan, None, 0.1]))
+    assert k == 2 and "k=3: n/a" in reason  # knee 3, window 2..4: NaN/None never beat a number
+
+
+def test_bad_tables():
+    with pytest.raises(ValueError, match="empty"):
+        choose_k([])
+    with pytest.raises(ValueError, match="repeated"):
+        choose_k(table([2, 2, 3], [3, 2, 1], [0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="finite"):
+        choose_k(table([2, 3, 4], [3, math.nan, 1], [0.1, 0.2, 0.3]))
