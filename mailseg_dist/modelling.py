@@ -177,7 +177,8 @@ def _fit_segments(users_path: Path, cfg: dict, client) -> ModelResult:
                 row, details[k] = _k_row(k, fits[k].stats, fits[k].n_iter, xs, cfg)
                 table.append(row)
     if mcfg["k"] == "auto":
-        k, reason = choose_k(table, int(cfg["selection"]["knee_window"]))
+        k, reason = choose_k(table, int(cfg["selection"]["knee_window"]),
+                             float(cfg["selection"]["min_segment_share"]))
     else:
         k, reason = ks[0], f"k={ks[0]} fixed by config (model.k)"
     with clock("final_fit"):

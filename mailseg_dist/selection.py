@@ -6,8 +6,11 @@ Rule (documented in the README as well):
    inertia to [0, 1]; the knee is the k whose point lies farthest below the
    chord from the first to the last point, i.e. maximising
    (1 − k̂) − înertia for a decreasing convex curve (ties → smaller k).
-2. Among the k within ±`knee_window` of the knee (and in the table), take the
-   one with the highest silhouette; ties → smaller k.
+2. Among the k within ±`knee_window` of the knee (and in the table), drop those
+   whose smallest segment holds less than `min_share` of the users (a segment
+   too small to act on is usually a handful of outliers, and bootstrap shows it
+   unstable); if that drops them all, keep them all.
+3. Of the rest, take the one with the highest silhouette; ties → smaller k.
 
 With fewer than 3 candidates there is no knee: the highest silhouette wins.
 Rows whose silhouette is missing (NaN) only win when all are missing.
@@ -49,8 +52,24 @@ def _silhouette(row: dict) -> float:
     return -math.inf if value is None or not np.isfinite(value) else float(value)
 
 
-def choose_k(table: list[dict], knee_window: int = 1) -> tuple[int, str]:
-    """(k, reason) from rows {"k", "inertia", "silhouette", ...}; see the module docstring for the rule."""
+def _smallest_share(row: dict) -> float:
+    sizes = row.get("sizes")
+    if not sizes:
+        return 1.0
+    counts = list(sizes.values()) if isinstance(sizes, dict) else list(sizes)
+    return min(counts) / max(1, sum(counts))
+
+
+def _actionable(window: list[dict], min_share: float) -> tuple[list[dict], str]:
+    kept = [row for row in window if _smallest_share(row) >= min_share]
+    dropped = [f"k={row['k']} ({_smallest_share(row):.2%})" for row in window if row not in kept]
+    if not kept or not dropped:
+        return window, ""
+    return kept, f"; set aside for a segment under {min_share:.0%} of users: {', '.join(dropped)}"
+
+
+def choose_k(table: list[dict], knee_window: int = 1, min_share: float = 0.0) -> tuple[int, str]:
+    """(k, reason) from rows {"k", "inertia", "silhouette", "sizes", ...}; see the module docstring."""
     rows = _validated(table)
     ks = [int(row["k"]) for row in rows]
     if len(rows) < 3:
@@ -59,8 +78,9 @@ def choose_k(table: list[dict], knee_window: int = 1) -> tuple[int, str]:
         elbow = knee(ks, [row["inertia"] for row in rows])
         window = [row for row in rows if abs(int(row["k"]) - elbow) <= knee_window]
         head = f"inertia knee (Kneedle) at k={elbow}; silhouettes within ±{knee_window}"
-    best = max(window, key=lambda row: (_silhouette(row), -int(row["k"])))  # ties → smaller k
     compared = ", ".join(f"k={row['k']}: " + (f"{_silhouette(row):.3f}" if _silhouette(row) > -math.inf else "n/a")
                          for row in window)
-    reason = f"{head}: {compared}; picked k={best['k']} (highest silhouette, ties to the smaller k)"
+    window, set_aside = _actionable(window, min_share)
+    best = max(window, key=lambda row: (_silhouette(row), -int(row["k"])))  # ties → smaller k
+    reason = f"{head}: {compared}{set_aside}; picked k={best['k']} (highest silhouette, ties to the smaller k)"
     return int(best["k"]), reason

@@ -68,3 +68,20 @@ def test_bad_tables():
         choose_k(table([2, 2, 3], [3, 2, 1], [0.1, 0.2, 0.3]))
     with pytest.raises(ValueError, match="finite"):
         choose_k(table([2, 3, 4], [3, math.nan, 1], [0.1, 0.2, 0.3]))
+
+
+def test_tiny_segment_sets_a_k_aside():
+    """The seed's own table picks k=7 on silhouette; if k=7's smallest segment is 0.2% of users it is set aside."""
+    rows = table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE)
+    for row in rows:
+        row["sizes"] = {0: 1000, 1: 2 if row["k"] == 7 else 500}
+    k, reason = choose_k(rows, knee_window=1, min_share=0.01)
+    assert k == 6 and "k=7 (0.20%)" in reason
+    assert choose_k(rows, knee_window=1, min_share=0.0)[0] == 7
+
+
+def test_all_tiny_keeps_the_window():
+    rows = table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE)
+    for row in rows:
+        row["sizes"] = [1, 1000]
+    assert choose_k(rows, knee_window=1, min_share=0.01)[0] == 7
