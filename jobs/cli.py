@@ -81,12 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logging(debug: bool) -> None:
+    """Our progress lines on stderr; Dask's own chatter only with --debug (its errors still show)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mailseg: %(message)s"))
+    ours = logging.getLogger("mailseg")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.DEBUG if debug else logging.INFO)
+    ours.propagate = False
+    if not debug:
+        import dask
+
+        dask.config.set({"logging": {"distributed": "error", "distributed.client": "error"}})
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
+                     "distributed.core", "distributed.http.proxy", "distributed.shuffle", "tornado"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
-                        format="mailseg: %(message)s")
-    for noisy in ("distributed", "tornado", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.ERROR)
+    _setup_logging(args.debug)
     try:
         summary = getattr(commands, args.command)(args)
     except MailsegError as exc:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_dir, write_json
 from .clean import REJECT_COLUMNS, coerce_partition, split_partition
-from .errors import InputDataError, UsageError
+from .errors import InputDataError, MailsegError, UsageError
 from .paths import Catalog, check_month, current_month
 from .readers import read_chunks
 from .schema import ID, SOURCE_ROW
@@ -70,6 +70,15 @@ def write_raw_layer(path: str, raw_dir: str, ingest_cfg: dict, sheet=None, sep=N
             pq.write_table(pa.table({**empty, SOURCE_ROW: pa.array([], pa.int64())}), tmp / "part-00000.parquet")
     return {"rows_in": rows, "parts": parts, "format": info.fmt, "options": info.options,
             "columns": info.columns, "id_type": "int" if integer_ids else "string"}
+
+
+def _raw_layer_task(*args) -> dict | MailsegError:
+    """write_raw_layer as a worker task: a bad input comes back as a value, so the worker does
+    not log an expected user error as a crashed task with a traceback."""
+    try:
+        return write_raw_layer(*args)
+    except MailsegError as exc:
+        return exc
 
 
 def _duplicate_first_rows(coerced: dd.DataFrame) -> pd.Series:
@@ -135,7 +144,9 @@ def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | Non
             f"{input_path}: month {month} was already ingested from other content "
             f"({previous['source']}, sha256 {previous['sha256'][:12]}…); pass --replace to overwrite it")
     args = (str(input_path), str(catalog.raw(month)), cfg["ingest"], sheet, sep, decimal)
-    read = client.submit(write_raw_layer, *args, pure=False).result() if client else write_raw_layer(*args)
+    read = client.submit(_raw_layer_task, *args, pure=False).result() if client else write_raw_layer(*args)
+    if isinstance(read, MailsegError):
+        raise read
     t_read = time.perf_counter()
     counts = clean_layer(catalog.raw(month), catalog.users(month), catalog.rejects(month), read["id_type"],
                          cfg["cleaning"])

@@ -1,0 +1,90 @@
+"""Figures are valid PNGs; the HTML report embeds every one of them and escapes the data."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+from conftest import split_with_empty
+from test_export import fake_result
+
+from mailseg_dist.config import load_config
+from mailseg_dist.export import scored_users
+from mailseg_dist.figures import make_all_figures
+from mailseg_dist.profiles import segment_profiles
+from mailseg_dist.recommend import segment_table
+from mailseg_dist.report import report_context, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMG = '<img src="data:image/png;base64,'
+MANIFEST = {"month": "2026-01", "source": "/data/in.xlsx", "sha256": "cd" * 32, "rows_in": 603, "rows_kept": 600,
+            "rows_rejected": 3, "rejects_by_reason": {"send <missing>": 2, "duplicate Id": 1},
+            "rejects_path": "/data/rejects/month=2026-01"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from conftest import make_clean_users
+
+    cfg = load_config()
+    users = make_clean_users()
+    result = fake_result(users, cfg, k=3)
+    profiles = segment_profiles(scored_users(split_with_empty(users), result, cfg), result.k)
+    return cfg, result, profiles
+
+
+@pytest.mark.parametrize("lang", ["es", "en"])
+def test_figures_are_valid_pngs(tmp_path, built, lang):
+    cfg, result, profiles = built
+    figures = make_all_figures(tmp_path, result, segment_table(profiles, cfg, lang), cfg, lang)
+    assert set(figures) == {"elbow", "k_quality", "segments", "profiles", "pca", "silhouette"}
+    for path in figures.values():
+        assert path.parent == tmp_path / "figuras" and path.read_bytes()[:8] == PNG_SIGNATURE
+        height, width, _ = mpimg.imread(path).shape
+        assert 300 < width < 2000 and 200 < height < 2000
+    assert not [p for p in (tmp_path / "figuras").iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_scatter_respects_the_point_budget(built):
+    from mailseg_dist.figures import scatter_sample
+    from mailseg_dist.sampling import hash_uniform
+
+    sample = built[1].sample
+    kept = scatter_sample(sample, 50, seed=7)
+    assert len(kept) == 50
+    assert set(kept["Id"]) == set(sample["Id"].to_numpy()[hash_uniform(sample["Id"], 7).argsort()[:50]])
+    shuffled = sample.sample(frac=1.0, random_state=1)
+    assert set(scatter_sample(shuffled, 50, seed=7)["Id"]) == set(kept["Id"])
+    assert scatter_sample(sample, 10_000, seed=7) is sample
+
+
+@pytest.mark.parametrize("lang, heading", [("es", "Segmentos"), ("en", "Segments")])
+def test_report_embeds_every_figure_and_escapes_data(tmp_path, built, lang, heading):
+    cfg, result, profiles = built
+    table = segment_table(profiles, cfg, lang)
+    table.loc[0, "nombre"] = "<script>alert(1)</script>"
+    figures = make_all_figures(tmp_path, result, table, cfg, lang)
+    context = report_context(MANIFEST, result, table, figures, cfg, lang, outputs={"xlsx": tmp_path / "r.xlsx"})
+    page = write_report(tmp_path / "informe.html", context).read_text(encoding="utf-8")
+    assert page.count(IMG) == len(figures)
+    embedded = re.findall(r'data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert sorted(embedded) == sorted(base64.b64encode(p.read_bytes()).decode() for p in figures.values())
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "send &lt;missing&gt;" in page and f"<h2>{heading}</h2>" in page and f'lang="{lang}"' in page
+    for name in table["nombre"]:
+        assert pd.isna(name) or name.replace("<", "&lt;").replace(">", "&gt;") in page
+    assert page.count('class="card') == result.k and "cd" * 32 in page
+
+
+def test_report_reads_stability_and_marks_chosen_k(tmp_path, built):
+    cfg, result, profiles = built
+    table = segment_table(profiles, cfg)
+    context = report_context(MANIFEST, result, table, {}, cfg)
+    page = write_report(tmp_path / "informe.html", context).read_text(encoding="utf-8")
+    # stability 0.5, 0.7, 0.9 → unstable, stable, highly stable
+    assert "inestable" in page and "(estable)" in page and "muy estable" in page
+    assert page.count('<tr class="chosen"><td>3</td>') == 1 and IMG not in page
+    assert context["lang"] == "es" and "600" in page

@@ -1,0 +1,328 @@
+"""Readers: file checks, format detection, header matching, chunking and source rows, per format."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import xlsxwriter
+
+from mailseg_dist import readers
+from mailseg_dist.errors import InputDataError
+from mailseg_dist.readers import check_file, detect_format, read_chunks
+from mailseg_dist.schema import REQUIRED, SOURCE_ROW, map_columns, normalize
+
+HEADER = ["Id", "send", "bounce", "open", "click", "Total", "Comprador", "hour", "day_of_week"]
+ROWS = [[i, i + 1, 0, i % 3, 0, i + 2, i % 2, 17.333333, 2.5] for i in range(1, 8)]
+ICFG = {"chunk_rows": 3, "sheet": None, "sep": "auto", "decimal": "auto", "xlsx_engine": "calamine"}
+
+
+def write_xlsx(path, sheets=None, leading_blank_rows=0):
+    book = xlsxwriter.Workbook(str(path))
+    for name, rows in (sheets or {"Sheet1": ROWS}).items():
+        sheet = book.add_worksheet(name)
+        sheet.write_row(leading_blank_rows, 0, HEADER)
+        for r, row in enumerate(rows, start=leading_blank_rows + 1):
+            for c, value in enumerate(row):
+                if isinstance(value, str):
+                    sheet.write_string(r, c, value)
+                elif value is not None:
+                    sheet.write(r, c, value)
+    book.close()
+    return path
+
+
+def write_csv(path, rows=ROWS, header=HEADER, sep=",", encoding="utf-8"):
+    lines = [sep.join(header)] + [sep.join("" if v is None else str(v) for v in row) for row in rows]
+    path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    return path
+
+
+def read_all(path, **kwargs):
+    cfg = {**ICFG, **kwargs.pop("cfg", {})}
+    info, chunks = read_chunks(path, cfg, **kwargs)
+    chunks = list(chunks)
+    return info, chunks, pd.concat(chunks, ignore_index=True) if chunks else None
+
+
+# ---------------------------------------------------------------- file checks and format
+
+
+def test_check_file_refuses_missing_directory_and_empty(tmp_path):
+    with pytest.raises(InputDataError, match="no such file"):
+        check_file(tmp_path / "nope.csv")
+    with pytest.raises(InputDataError, match="is a directory"):
+        check_file(tmp_path)
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(InputDataError, match=r"empty file \(0 bytes\)"):
+        check_file(tmp_path / "empty.csv")
+
+
+@pytest.mark.parametrize("name, head, expected", [
+    ("a.xlsx", b"PK\x03\x04rest", "xlsx"),
+    ("a.bin", b"PK\x03\x04rest", "xlsx"),          # content wins over the name
+    ("a.csv", b"PAR1....", "parquet"),
+    ("a.txt", b"Id,send\n", "csv"),
+    ("a.csv", b"Id;send\n", "csv"),
+])
+def test_detect_format_from_content(tmp_path, name, head, expected):
+    path = tmp_path / name
+    path.write_bytes(head)
+    assert detect_format(path) == expected
+
+
+@pytest.mark.parametrize("name, head, message", [
+    ("a.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1junk", "password-protected"),
+    ("a.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1junk", "legacy .xls"),
+    ("a.xlsx", b"Id,send\n1,2\n", "name it .csv"),
+    ("a.parquet", b"not parquet", "not a Parquet file"),
+])
+def test_detect_format_refusals(tmp_path, name, head, message):
+    path = tmp_path / name
+    path.write_bytes(head)
+    with pytest.raises(InputDataError, match=message):
+        detect_format(path)
+
+
+def test_zip_without_worksheets_is_refused(tmp_path):
+    path = tmp_path / "a.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(InputDataError, match="no xl/worksheets/"):
+        read_all(path)
+
+
+def test_zip_bomb_refused_by_size_and_by_ratio(tmp_path, monkeypatch):
+    path = write_xlsx(tmp_path / "ok.xlsx")
+    read_all(path)  # an ordinary workbook passes both limits
+    monkeypatch.setattr(readers, "MAX_UNZIPPED_BYTES", 1000)
+    with pytest.raises(InputDataError, match="refused, it would unpack to"):
+        read_all(path)
+    monkeypatch.setattr(readers, "MAX_UNZIPPED_BYTES", 8 << 30)
+    monkeypatch.setattr(readers, "MAX_ZIP_RATIO", 1.5)
+    with pytest.raises(InputDataError, match="expected an ordinary xlsx"):
+        read_all(path)
+
+
+def test_damaged_zip_is_an_input_error(tmp_path):
+    good = write_xlsx(tmp_path / "good.xlsx").read_bytes()
+    path = tmp_path / "cut.xlsx"
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(InputDataError, match="damaged xlsx"):
+        read_all(path)
+
+
+# ---------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize("header, column", [
+    ("ID", "Id"), (" Open ", "open"), ("comprador", "Comprador"), ("Día de la semana", "day_of_week"),
+    ("dia_semana", "day_of_week"), ("buyer", "Comprador"), ("weekday", "day_of_week"), ("TOTAL", "Total"),
+    ("Hora", "hour"), ("Día-de-la-semana", "day_of_week"), ("Enviados", "send"), ("Rebotes", "bounce"),
+])
+def test_header_aliases(header, column):
+    assert map_columns([header]) == {0: column}
+
+
+def test_map_columns_keeps_extras_and_never_merges():
+    mapping = map_columns(["Id", "ID", "Ciudad", "", "source_row", "send"])
+    assert mapping == {0: "Id", 1: "id", 2: "ciudad", 3: "column_4", 4: "extra_source_row", 5: "send"}
+    assert normalize("  Día de   la.semana ") == "dia_de_la_semana"
+
+
+def test_missing_required_column_names_it_and_lists_what_was_found(tmp_path):
+    path = write_csv(tmp_path / "a.csv", [r[:6] + r[7:] for r in ROWS], HEADER[:6] + HEADER[7:])
+    with pytest.raises(InputDataError) as err:
+        read_all(path)
+    message = str(err.value)
+    assert str(path) in message and "missing required column(s) Comprador;" in message
+    assert "found: Id, send, bounce, open, click, Total, hour, day_of_week" in message
+    assert "\n" not in message
+
+
+def test_junk_header_message_stays_one_short_line(tmp_path):
+    path = tmp_path / "junk.csv"
+    path.write_bytes(("\x07bell," * 200 + "x\n1\n").encode())
+    with pytest.raises(InputDataError) as err:
+        read_all(path)
+    assert "\n" not in str(err.value) and "\x07" not in str(err.value) and len(str(err.value)) < 600
+
+
+# ---------------------------------------------------------------- xlsx
+
+
+def test_xlsx_chunks_source_rows_and_text_cells(tmp_path):
+    path = write_xlsx(tmp_path / "a.xlsx", leading_blank_rows=2)  # header on Excel row 3
+    info, chunks, frame = read_all(path)
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    assert frame[SOURCE_ROW].tolist() == list(range(4, 11))
+    assert info.fmt == "xlsx" and info.options == {"sheet": "Sheet1", "engine": "calamine"}
+    assert info.header == HEADER
+    # whole numbers as ints (calamine's 1.0 and openpyxl's 1 agree), other floats with every digit
+    assert frame["Id"].tolist() == [str(i) for i in range(1, 8)]
+    assert frame["hour"].iloc[0] == "17.333333" and frame["day_of_week"].iloc[0] == "2.5"
+
+
+def test_xlsx_engines_read_the_same_text(tmp_path):
+    rows = [list(r) for r in ROWS]
+    rows[1][1], rows[2][3], rows[3][0] = "ocho", -1, "=1+1"
+    rows[4][7] = 1 / 3
+    path = write_xlsx(tmp_path / "a.xlsx", {"S": rows})
+    _, _, calamine = read_all(path)
+    _, _, openpyxl = read_all(path, cfg={"xlsx_engine": "openpyxl"})
+    pd.testing.assert_frame_equal(calamine, openpyxl)
+    assert calamine["hour"].iloc[4] == repr(1 / 3)
+
+
+def test_xlsx_error_cells_are_text_with_either_engine(tmp_path):
+    """calamine reads #N/A as an empty cell (python-calamine #105): such books are read with openpyxl."""
+    path = tmp_path / "err.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, HEADER)
+    sheet.write_row(1, 0, ROWS[0])
+    sheet.write_formula(1, 3, "=NA()", None, "#N/A")
+    book.close()
+    assert readers._has_error_cells(path)
+    assert not readers._has_error_cells(write_xlsx(tmp_path / "ok.xlsx"))
+    for engine in ("calamine", "openpyxl"):
+        info, _, frame = read_all(path, cfg={"xlsx_engine": engine})
+        assert frame["open"].tolist() == ["#N/A"] and info.options["engine"] == "openpyxl"
+
+
+def test_xlsx_sheet_choice(tmp_path):
+    path = write_xlsx(tmp_path / "a.xlsx", {"Enero": ROWS, "Febrero": ROWS[:2]})
+    assert len(read_all(path)[2]) == 7
+    assert len(read_all(path, sheet="Febrero")[2]) == 2
+    assert len(read_all(path, cfg={"sheet": "Febrero"})[2]) == 2
+    with pytest.raises(InputDataError, match="no sheet named 'Marzo'; sheets found: Enero, Febrero"):
+        read_all(path, sheet="Marzo")
+
+
+def test_xlsx_empty_sheet_and_header_only(tmp_path):
+    path = tmp_path / "empty.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    book.add_worksheet("Vacía")
+    book.close()
+    with pytest.raises(InputDataError, match="sheet 'Vacía' is empty, expected a header row"):
+        read_all(path)
+    info, chunks, _ = read_all(write_xlsx(tmp_path / "hdr.xlsx", {"S": []}))
+    assert chunks == [] and info.header == HEADER
+
+
+def test_xlsx_dates_and_booleans_become_text(tmp_path):
+    path = tmp_path / "a.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, HEADER)
+    sheet.write_row(1, 0, ROWS[0])
+    sheet.write_datetime(1, 1, dt.datetime(2026, 1, 5), book.add_format({"num_format": "yyyy-mm-dd"}))
+    sheet.write_boolean(1, 6, True)
+    book.close()
+    _, _, frame = read_all(path)
+    assert frame["send"].iloc[0].startswith("2026-01-05") and frame["Comprador"].iloc[0] == "True"
+
+
+# ---------------------------------------------------------------- CSV
+
+
+@pytest.mark.parametrize("sep, encoding, expected_encoding", [
+    (",", "utf-8", "utf-8-sig"), (";", "cp1252", "cp1252"), ("\t", "utf-16", "utf-16"), (",", "utf-8-sig", "utf-8-sig"),
+])
+def test_csv_dialects(tmp_path, sep, encoding, expected_encoding):
+    rows = [[str(v).replace(".", ",") if sep == ";" else v for v in row] for row in ROWS]
+    header = HEADER[:8] + ["Día de la semana"]
+    info, chunks, frame = read_all(write_csv(tmp_path / "a.csv", rows, header, sep, encoding))
+    assert info.options == {"sep": sep, "decimal": "," if sep == ";" else ".", "encoding": expected_encoding}
+    assert [len(c) for c in chunks] == [3, 3, 1] and frame[SOURCE_ROW].tolist() == list(range(2, 9))
+    assert frame["hour"].tolist() == ["17.333333"] * 7  # decimal commas turned into points
+    assert frame.columns.tolist() == [*REQUIRED, SOURCE_ROW]
+
+
+def test_csv_explicit_separator_and_decimal(tmp_path):
+    rows = [[str(v).replace(".", ",") for v in row] for row in ROWS]
+    path = write_csv(tmp_path / "a.csv", rows, sep="|")
+    _, _, frame = read_all(path, sep="|", decimal=",")
+    assert frame["day_of_week"].tolist() == ["2.5"] * 7
+
+
+def test_csv_encoding_decided_on_the_whole_file(tmp_path):
+    """cp1252 after the first 64 KB is still found; a UTF-8 character cut by a block edge is still UTF-8."""
+    filler = [[i, 1, 0, 0, 0, 1, 0, 17.0, 2.0] for i in range(10, 4000)]
+    late = write_csv(tmp_path / "late.csv", filler + [[1, 1, 0, 0, 0, 1, "Sí", 17.0, 2.0]], encoding="cp1252")
+    assert late.stat().st_size > 65536
+    assert read_all(late)[0].options["encoding"] == "cp1252"
+    assert read_all(late)[2]["Comprador"].iloc[-1] == "Sí"
+    prefix = "Id,send,bounce,open,click,Total,Comprador,hour,day_of_week,nota\n"
+    body = "1,1,0,0,0,1,0,17,2," + "x" * (65536 - len(prefix) - 20 - 1) + "é\n"
+    path = tmp_path / "cut.csv"
+    path.write_bytes((prefix + body).encode("utf-8"))
+    assert 65530 < (prefix + body).encode().index("é".encode()) < 65537
+    info, _, frame = read_all(path)
+    assert info.options["encoding"] == "utf-8-sig" and frame["nota"].iloc[0].endswith("é")
+
+
+def test_csv_blank_and_short_rows_are_rows(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(",".join(HEADER) + "\n1,1,0,0,0,1,0,17,2\n\n,,,,,,,,\n2,1,0\n")
+    _, _, frame = read_all(path)
+    assert frame[SOURCE_ROW].tolist() == [2, 3, 4, 5]
+    assert frame.iloc[1][REQUIRED].isna().all() and frame.iloc[2][REQUIRED].isna().all()
+    assert frame.iloc[3]["Total"] is None
+
+
+@pytest.mark.parametrize("body, line, fields", [
+    ("1,1,0,0,0,1,0,17,5,2\n", 2, 10),                       # first row wider: would become pandas' index
+    ("1,1,0,0,0,1,0,17,2\n2,1,0,0,0,1,0,17,5,2\n", 3, 10),
+])
+def test_csv_rows_wider_than_the_header_stop_the_ingest(tmp_path, body, line, fields):
+    path = tmp_path / "a.csv"
+    path.write_text(",".join(HEADER) + "\n" + body)
+    with pytest.raises(InputDataError, match=f"line {line} has {fields} fields but the header has 9"):
+        read_all(path)
+
+
+def test_csv_binary_and_header_only(tmp_path):
+    path = tmp_path / "junk.csv"
+    path.write_bytes(b"Id,send\x00\x01" * 100)
+    with pytest.raises(InputDataError, match="is a binary file"):
+        read_all(path)
+    info, chunks, frame = read_all(write_csv(tmp_path / "hdr.csv", []))
+    assert info.header == HEADER and (frame is None or len(frame) == 0)
+
+
+def test_csv_keeps_values_as_text(tmp_path):
+    rows = [["007", " 4 ", "", "NaN", "#N/A", "1e400", "sí", "17,5", "lunes"]]
+    _, _, frame = read_all(write_csv(tmp_path / "a.csv", rows, sep=";"))
+    assert frame.iloc[0][REQUIRED].tolist() == ["007", " 4 ", None, "NaN", "#N/A", "1e400", "sí", "17.5", "lunes"]
+
+
+# ---------------------------------------------------------------- Parquet
+
+
+def test_parquet_typed_batches(tmp_path):
+    n = 7
+    table = pa.table({
+        "ID": pa.array(range(n), pa.int64()), "send": pa.array([1] * 6 + [None], pa.int64()),
+        "bounce": [0] * n, "open": [0] * n, "click": [0] * n, "Total": [1] * n,
+        "Comprador": pa.array([True, False] * 3 + [None]), "hour": [17.5] * n, "dia_semana": [2.0] * n,
+        "nota": pa.array(["a"] * n),
+    })
+    path = tmp_path / "a.parquet"
+    pq.write_table(table, path)
+    info, chunks, frame = read_all(path)
+    assert info.fmt == "parquet" and info.header == [*REQUIRED, "nota"]
+    assert [len(c) for c in chunks] == [3, 3, 1] and frame[SOURCE_ROW].tolist() == list(range(1, 8))
+    assert frame["Id"].dtype == np.int64 and frame["Comprador"].tolist()[:2] == ["True", "False"]
+
+
+def test_damaged_parquet_is_an_input_error(tmp_path):
+    path = tmp_path / "a.parquet"
+    path.write_bytes(b"PAR1" + b"\0" * 100)
+    with pytest.raises(InputDataError, match="cannot be read as Parquet"):
+        read_all(path)
