@@ -31,7 +31,8 @@ def save_segment_table(out_dir: Path, table: pd.DataFrame) -> Path:
     """Names, levels and actions per cluster, beside the model: `score` labels new users with them."""
     path = out_dir / SEGMENTS_JSON
     records = [{"cluster": int(c), **row} for c, row in table.to_dict(orient="index").items()]
-    write_json(path, records)
+    population = {k: (v.item() if hasattr(v, "item") else v) for k, v in table.attrs.get("population", {}).items()}
+    write_json(path, {"segments": records, "population": population})
     return path
 
 
@@ -42,10 +43,12 @@ def load_segment_table(model_dir: Path) -> pd.DataFrame:
 
     path = Path(model_dir) / SEGMENTS_JSON
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        table = pd.DataFrame(data["segments"]).set_index("cluster")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputDataError(f"{path}: segment table not readable ({exc}); run `mailseg run` first") from None
-    return pd.DataFrame(records).set_index("cluster")
+    table.attrs["population"] = data.get("population", {})
+    return table
 
 
 def publish(result, manifest: dict, cfg: dict, catalog, client) -> dict:
