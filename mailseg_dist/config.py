@@ -119,6 +119,7 @@ def validate(cfg: dict) -> None:
            f"model.k_min..k_max expected 2 <= k_min <= k_max, found {model['k_min']}..{model['k_max']}")
     _check(model["engine"] in ("lloyd", "minibatch", "daskml"),
            f"model.engine expected one of lloyd, minibatch, daskml, found {model['engine']!r}")
+    _check(model["init"] in ("sample", "native"), f"model.init expected sample or native, found {model['init']!r}")
     _check(isinstance(ingest["chunk_rows"], int) and ingest["chunk_rows"] >= 1,
            f"ingest.chunk_rows expected a positive integer, found {ingest['chunk_rows']!r}")
     _check(ingest["xlsx_engine"] in ("calamine", "openpyxl"),

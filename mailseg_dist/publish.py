@@ -2,8 +2,8 @@
 
 Order matters (names need profiles, profiles need every user's cluster):
 per-user scores (lazy) → profiles → segment table (names, levels, actions)
-→ per-user Parquet (workers) → workbook (one worker task) → model files →
-figures → report. Every file is written atomically.
+→ per-user Parquet (workers) → workbook (one worker task, in the background)
+→ model files → figures → report. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def load_segment_table(model_dir: Path) -> pd.DataFrame:
 
 
 def publish(result, manifest: dict, cfg: dict, catalog, client) -> dict:
+    """Write every output of a run into catalog.out_dir; returns file paths, segments and timings."""
     out, lang = catalog.out_dir, cfg["report"]["lang"]
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -69,9 +70,9 @@ def publish(result, manifest: dict, cfg: dict, catalog, client) -> dict:
     results_dir = write_user_results(users, out, result, table, cfg, lang)
     lap("user_results")
     xlsx = out / XLSX_NAME
-    client.submit(write_results_xlsx, results_dir, xlsx, table, result.k_table, cfg, lang, result.k_reason,
-                  pure=False).result()
-    lap("xlsx")
+    # The workbook is one long sequential write on a worker: let it run while the client draws.
+    workbook = client.submit(write_results_xlsx, results_dir, xlsx, table, result.k_table, cfg, lang,
+                             result.k_reason, pure=False)
     meta = {"seed": cfg["model"]["seed"], "month": manifest["month"], "input": manifest["source"],
             "input_sha256": manifest["sha256"], "rows_kept": manifest["rows_kept"]}
     files = {k: str(v) for k, v in write_model_files(out, result, meta).items()}
@@ -85,6 +86,8 @@ def publish(result, manifest: dict, cfg: dict, catalog, client) -> dict:
                              timings={**result.timings, **timings}, outputs=files)
     write_report(out / REPORT_HTML, context)
     lap("report")
+    workbook.result()
+    lap("xlsx_wait")
     segments = [{"cluster": int(c), "name": row["nombre"], "level": row["nivel"], "users": int(row["size"]), "share": round(float(row["share"]), 4),
                  "action": row["accion_corta"]} for c, row in table.iterrows()]
     return {"files": files, "segments": segments, "timings": timings}
