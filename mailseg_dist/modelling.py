@@ -178,9 +178,10 @@ def _fit_segments(users_path: Path, cfg: dict, client) -> ModelResult:
                 table.append(row)
     if mcfg["k"] == "auto":
         k, reason = choose_k(table, int(cfg["selection"]["knee_window"]),
-                             float(cfg["selection"]["min_segment_share"]))
+                             float(cfg["selection"]["min_segment_share"]), cfg["report"]["lang"])
     else:
-        k, reason = ks[0], f"k={ks[0]} fixed by config (model.k)"
+        fixed = {"es": "k={k} fijada por configuración (model.k / --k)", "en": "k={k} fixed by config (model.k / --k)"}
+        k, reason = ks[0], fixed[cfg["report"]["lang"]].format(k=ks[0])
     with clock("final_fit"):
         result = fits[k] if engine == "lloyd" else get_engine(engine)(data, k, mcfg, sample=xs)
         stats = result.stats if result.stats is not None else assign_stats(data, result.centers)

@@ -85,3 +85,8 @@ def test_all_tiny_keeps_the_window():
     for row in rows:
         row["sizes"] = [1, 1000]
     assert choose_k(rows, knee_window=1, min_share=0.01)[0] == 7
+
+
+def test_reason_in_spanish():
+    k, reason = choose_k(table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE), knee_window=1, lang="es")
+    assert k == 7 and reason.startswith("codo de la inercia (Kneedle) en k=6") and "elegida k=7" in reason
