@@ -85,7 +85,7 @@ def _check_buyer(frame, out, problems):
 
 def _check_averages(frame, out, problems):
     hour = _as_number(frame["hour"]).to_numpy()
-    problems.add(~(np.isfinite(hour) & (hour >= 0) & (hour <= 24)), "hour", "expected a number in [0, 24)")
+    problems.add(~(np.isfinite(hour) & (hour >= 0) & (hour < 24)), "hour", "expected a number in [0, 24)")
     out["hour"] = np.nan_to_num(hour, nan=0.0, posinf=0.0, neginf=0.0)
     raw_day = frame["day_of_week"]
     day = _as_number(raw_day)

@@ -127,6 +127,24 @@ def read_manifest(catalog: Catalog, month: str) -> dict | None:
     return json.loads(path.read_text())
 
 
+def _request(cfg: dict, sheet, sep, decimal) -> dict:
+    """What, besides the file's bytes, decides the month's rows: the same file read with another
+    sheet or cleaned under other rules is not 'the same input again'."""
+    icfg = cfg["ingest"]
+    return {"sheet": sheet or icfg["sheet"], "sep": sep or icfg["sep"], "decimal": decimal or icfg["decimal"],
+            "cleaning": cfg["cleaning"]}
+
+
+def _check_previous(previous: dict, digest: str, request: dict, input_path: Path, month: str) -> None:
+    if previous["sha256"] != digest:
+        raise UsageError(
+            f"{input_path}: month {month} was already ingested from other content "
+            f"({previous['source']}, sha256 {previous['sha256'][:12]}…); pass --replace to overwrite it")
+    changed = sorted(k for k in request if previous.get("request", request).get(k) != request[k])
+    raise UsageError(f"{input_path}: month {month} was already ingested from this content with other "
+                     f"{', '.join(changed)} settings; pass --replace to ingest it again")
+
+
 def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | None = None,
            replace: bool = False, client=None, sheet=None, sep=None, decimal=None) -> dict:
     """Ingest `input_path` as `month`; returns the manifest (with `skipped` when unchanged)."""
@@ -136,13 +154,13 @@ def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | Non
     from .readers import check_file
 
     digest = file_sha256(check_file(input_path))
+    request = json.loads(json.dumps(_request(cfg, sheet, sep, decimal)))  # as the manifest will hold it
     previous = read_manifest(catalog, month)
-    if previous and previous["sha256"] == digest and not replace:
+    unchanged = previous and previous["sha256"] == digest and previous.get("request", request) == request
+    if unchanged and not replace:
         return {**previous, "skipped": True, "timings": {"ingest": round(time.perf_counter() - started, 3)}}
     if previous and not replace:
-        raise UsageError(
-            f"{input_path}: month {month} was already ingested from other content "
-            f"({previous['source']}, sha256 {previous['sha256'][:12]}…); pass --replace to overwrite it")
+        _check_previous(previous, digest, request, input_path, month)
     args = (str(input_path), str(catalog.raw(month)), cfg["ingest"], sheet, sep, decimal)
     read = client.submit(_raw_layer_task, *args, pure=False).result() if client else write_raw_layer(*args)
     if isinstance(read, MailsegError):
@@ -153,7 +171,7 @@ def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | Non
     if read["rows_in"] != counts["rows_kept"] + counts["rows_rejected"]:
         raise InputDataError(f"{input_path}: rows do not reconcile ({read['rows_in']} read, "
                              f"{counts['rows_kept']} kept, {counts['rows_rejected']} rejected)")
-    manifest = {"month": month, "source": str(input_path), "sha256": digest, **read, **counts,
+    manifest = {"month": month, "source": str(input_path), "sha256": digest, "request": request, **read, **counts,
                 "users_path": str(catalog.users(month)), "rejects_path": str(catalog.rejects(month)),
                 "ingested_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     write_json(catalog.manifest(month), manifest)

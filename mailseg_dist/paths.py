@@ -13,7 +13,7 @@ _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 def check_month(month: str) -> str:
     """A month string is YYYY-MM and nothing else, so it can never climb out of a folder."""
-    if not isinstance(month, str) or not _MONTH.match(month):
+    if not isinstance(month, str) or not _MONTH.fullmatch(month):
         raise UsageError(f"month expected YYYY-MM (e.g. 2026-11), found {month!r}")
     return month
 

@@ -91,7 +91,7 @@ def _check_zip(path: Path) -> None:
         raise InputDataError(f"{path}: is a zip file but not an xlsx workbook (no xl/worksheets/)")
 
 
-_ERROR_CELL = re.compile(rb"""\st=["']e["']""")
+_ERROR_CELL = (b't="e"', b"t='e'")  # the cell-type attribute of an error cell
 
 
 def _has_error_cells(path: Path) -> bool:
@@ -108,7 +108,7 @@ def _has_error_cells(path: Path) -> bool:
             with archive.open(entry) as stream:
                 tail = b""
                 for block in iter(lambda: stream.read(1 << 20), b""):
-                    if _ERROR_CELL.search(tail + block):
+                    if any(marker in tail + block for marker in _ERROR_CELL):
                         return True
                     tail = block[-8:]
     return False
@@ -240,6 +240,8 @@ def _sniff_csv(path: Path, sep: str, decimal: str) -> tuple[str, str, str]:
 
 def _check_first_record(path: Path, sep: str, encoding: str) -> None:
     """A first data row wider than the header would silently become pandas' index: refuse it."""
+    if len(sep) != 1:  # the csv module takes one-character separators only; pandas checks the rest
+        return
     with open(path, encoding=encoding, newline="") as handle:
         records = csv.reader(handle, delimiter=sep)
         header, first = next(records, []), next(records, [])

@@ -166,16 +166,6 @@ def test_split_partition_duplicates_lose_to_the_lowest_source_row():
 # ---------------------------------------------------------------- the Dask pass, checked against pandas
 
 
-@pytest.fixture(scope="module")
-def client():
-    """In-process distributed client over tcp (conftest's dask_client fails to start: inproc + host)."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as dask_client:
-        yield dask_client
-
-
 def write_raw_layer(folder, parts: list[pd.DataFrame]):
     folder.mkdir(parents=True)
     for i, part in enumerate(parts):
@@ -219,7 +209,7 @@ def test_clean_layer_matches_pandas(tmp_path, use_client, request):
     raw = write_raw_layer(tmp_path / "raw", parts)
     users, rejects = tmp_path / "users", tmp_path / "rejects"
     if use_client:
-        request.getfixturevalue("client")
+        request.getfixturevalue("dask_client")
     counts = clean_layer(raw, users, rejects, "int", CCFG)
     kept = pd.read_parquet(users).sort_values(SOURCE_ROW, ignore_index=True)
     ledger = pd.read_parquet(rejects).sort_values(SOURCE_ROW, ignore_index=True)

@@ -194,7 +194,7 @@ def test_distributed_client_gives_the_same_result(tmp_path):
     path = write_csv(tmp_path / "t.csv", rows)
     local = run_ingest(path, tmp_path, "local")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         remote = run_ingest(path, tmp_path, "remote", client=client)
         with pytest.raises(InputDataError, match="missing required column"):  # an input error crosses back intact
             run_ingest(write_csv(tmp_path / "bad.csv", [r[:5] for r in rows], HEADER[:5]), tmp_path, "bad",
@@ -237,6 +237,29 @@ def test_same_content_is_skipped_and_changed_content_needs_replace(tmp_path):
     assert not list(catalog.users(MONTH).parent.glob(".*tmpdir"))
 
 
+def test_same_file_with_other_options_is_not_skipped(tmp_path):
+    """Another sheet, or other cleaning rules, would give other rows: that needs --replace, not a skip."""
+    path = tmp_path / "two.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    for name, rows in (("Enero", make_table(9)), ("Febrero", make_table(4, seed=1))):
+        sheet = book.add_worksheet(name)
+        sheet.write_row(0, 0, HEADER)
+        for r, row in enumerate(rows, start=1):
+            sheet.write_row(r, 0, [v for v in row])
+    book.close()
+    first, catalog = run_ingest(path, tmp_path, "opts")
+    assert first["rows_in"] == 9 and first["request"]["sheet"] is None
+    assert ingest(path, cfg_with(), catalog, month=MONTH)["skipped"] is True
+    with pytest.raises(UsageError, match="already ingested from this content with other sheet settings"):
+        ingest(path, cfg_with(), catalog, month=MONTH, sheet="Febrero")
+    strict = load_config(overrides={"ingest.chunk_rows": 7, "cleaning.null_counts": "reject"})
+    with pytest.raises(UsageError, match="with other cleaning settings; pass --replace"):
+        ingest(path, strict, catalog, month=MONTH)
+    february = ingest(path, cfg_with(), catalog, month=MONTH, sheet="Febrero", replace=True)
+    assert february["rows_in"] == 4 and len(users_of(catalog)) == 4
+    assert ingest(path, cfg_with(), catalog, month=MONTH, sheet="Febrero")["skipped"] is True
+
+
 def test_failed_replace_keeps_the_previous_users_and_manifest(tmp_path, monkeypatch):
     rows = make_table()
     path = write_csv(tmp_path / "t.csv", rows)
@@ -260,7 +283,7 @@ def scheduler():
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+                      dashboard_address="127.0.0.1:0") as cluster:
         yield cluster.scheduler_address
 
 
