@@ -26,6 +26,8 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_samples
 from sklearn.utils.extmath import svd_flip
+
+from .numeric import significant
 from threadpoolctl import threadpool_limits
 
 
@@ -72,7 +74,7 @@ class ClusterStats:
 
     @property
     def inertia(self) -> float:
-        return float(self.sq_dist.sum())
+        return float(significant(self.sq_dist.sum()))  # partition-independent bits (numeric.py)
 
     @property
     def means(self) -> np.ndarray:

@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .errors import InputDataError
 from .features import feature_frame, feature_names, raw_columns
+from .numeric import significant
 
 _EPS = np.finfo(np.float64).eps
 
@@ -55,8 +56,9 @@ def merge_moments(rows: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
 def scaler_from_moments(n: int, mean: np.ndarray, var: np.ndarray, names: list[str]) -> StandardScaler:
     """A fitted StandardScaler with every attribute sklearn's own fit sets."""
     scaler = StandardScaler()
-    scaler.mean_ = np.asarray(mean, dtype=np.float64)
-    scaler.var_ = np.asarray(var, dtype=np.float64)
+    # Rounded (numeric.significant): k-means++ on the sample would amplify last-bit differences between partitionings.
+    scaler.mean_ = significant(np.asarray(mean, dtype=np.float64))
+    scaler.var_ = significant(np.asarray(var, dtype=np.float64))
     # sklearn's near-constant rule (preprocessing._data._is_constant_feature): such features keep scale 1.
     constant = scaler.var_ <= n * _EPS * scaler.var_ + (n * scaler.mean_ * _EPS) ** 2
     scaler.scale_ = np.where(constant, 1.0, np.sqrt(scaler.var_))

@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
+from ..numeric import significant
 from ..quality import ClusterStats, as_array, nearest, stats_many
 
 
@@ -88,7 +89,7 @@ def fit_many(X, ks, mcfg: dict, init_centers: dict | None = None, sample=None) -
             break
         for k, st in zip(running, stats_many(x, [state[k] for k in running])):
             history[k].append(st.inertia)
-            new = st.means
+            new = significant(st.means)  # same bits on any partitioning (numeric.py)
             stalled = len(history[k]) > 1 and not moved[k] and history[k][-2] - st.inertia <= tol * history[k][-2]
             moved[k] = bool((st.counts == 0).any())
             if moved[k]:
