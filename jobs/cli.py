@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 
 from mailseg_dist.errors import MailsegError
 
@@ -98,11 +99,19 @@ def _setup_logging(debug: bool) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one line for the user (where it came from only with --debug)."""
+    print(f"mailseg: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.debug)
     try:
-        summary = getattr(commands, args.command)(args)
+        with warnings.catch_warnings():  # restores the caller's warning display when main() returns
+            if not args.debug:
+                warnings.showwarning = _one_line_warning
+            summary = getattr(commands, args.command)(args)
     except MailsegError as exc:
         print(f"mailseg: error: {exc}", file=sys.stderr)
         return exc.exit_code

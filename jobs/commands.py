@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
 
 from mailseg_dist.config import load_config
-from mailseg_dist.paths import Catalog
+from mailseg_dist.paths import Catalog, check_month
 
 log = logging.getLogger("mailseg")
 
@@ -16,26 +17,47 @@ def _config(args, **flags) -> dict:
     return load_config(getattr(args, "config", None), {k: v for k, v in flags.items() if v is not None})
 
 
+def _check_at_the_door(args) -> None:
+    """Checks that need no cluster: a bad month or a missing input never starts one."""
+    if getattr(args, "month", None) is not None:
+        check_month(args.month)
+    if getattr(args, "input", None) is not None:
+        from mailseg_dist.readers import check_file
+
+        check_file(Path(args.input).absolute())
+
+
 def run(args) -> dict:
+    k = args.k if args.k in (None, "auto") else _int_flag("--k", args.k)
+    cfg = _config(args, **{"model.k": k, "model.engine": args.engine, "model.seed": args.seed,
+                           "report.lang": args.lang, "cluster.scheduler": args.scheduler})
+    _check_at_the_door(args)
+    from mailseg_dist.atomic import folder_lock  # heavy imports (Dask dataframe) only once the flags are valid
     from mailseg_dist.client import open_client
     from mailseg_dist.monitor import RunMonitor
     from mailseg_dist.pipeline import run_job
 
-    k = args.k if args.k in (None, "auto") else _int_flag("--k", args.k)
-    cfg = _config(args, **{"model.k": k, "model.engine": args.engine, "model.seed": args.seed,
-                           "report.lang": args.lang, "cluster.scheduler": args.scheduler})
     catalog = Catalog(cfg, data_dir=args.data_dir, out_dir=args.out)
     profile = catalog.out_dir / "dask_performance_report.html" if args.profile else None
-    with open_client(cfg["cluster"], args.scheduler) as client, RunMonitor(client, profile) as monitor:
-        return run_job(cfg, catalog, client, input_path=args.input, month=args.month, replace=args.replace,
-                       monitor=monitor)
+    new_folder = not catalog.out_dir.exists()
+    try:
+        # The lock comes before the cluster: a second job on the same folder is refused at once.
+        with folder_lock(catalog.out_dir, "mailseg run"), open_client(cfg["cluster"], args.scheduler) as client, \
+                RunMonitor(client, profile) as monitor:
+            return run_job(cfg, catalog, client, input_path=args.input, month=args.month, replace=args.replace,
+                           monitor=monitor, locked=True)
+    finally:
+        if new_folder:  # made only to hold the lock: a run that failed before writing leaves no empty folder
+            with contextlib.suppress(OSError):
+                catalog.out_dir.rmdir()
 
 
 def ingest(args) -> dict:
+    cfg = _config(args, **{"cluster.scheduler": args.scheduler})
+    _check_at_the_door(args)
     from mailseg_dist.client import open_client
     from mailseg_dist.ingest import ingest as ingest_file
 
-    cfg = _config(args, **{"cluster.scheduler": args.scheduler})
     catalog = Catalog(cfg, data_dir=args.data_dir)
     with open_client(cfg["cluster"], args.scheduler) as client:
         manifest = ingest_file(args.input, cfg, catalog, month=args.month, replace=args.replace, client=client,
@@ -64,14 +86,16 @@ def generate(args) -> dict:
 
 
 def score(args) -> dict:
-    from mailseg_dist.client import open_client
-    from mailseg_dist.scoring import score_file
-
     cfg = _config(args, **{"report.lang": args.lang, "cluster.scheduler": args.scheduler})
+    _check_at_the_door(args)
+    from mailseg_dist.client import open_client
+    from mailseg_dist.scoring import load_scoring_model, score_file
+
     catalog = Catalog(cfg, data_dir=args.data_dir, out_dir=args.model_dir)
+    saved = load_scoring_model(catalog.out_dir, cfg, args.trust_unverified)  # a refused model starts no cluster
     with open_client(cfg["cluster"], args.scheduler) as client:
         return score_file(args.input, cfg, catalog, client, out_dir=args.out, month=args.month,
-                          trust_unverified=args.trust_unverified)
+                          trust_unverified=args.trust_unverified, saved=saved)
 
 
 def _int_flag(name: str, value: str) -> int:

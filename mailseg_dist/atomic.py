@@ -2,13 +2,18 @@
 
 Every output is written beside its final name and renamed into place, so a
 crash leaves the previous complete version or none, never half a file.
+Temporary names are hidden (leading dot, .tmp/.tmpdir suffix) and carry the
+writer's pid and host: the next write of the same output removes the
+leftovers of writers that are dead, never those of a live concurrent job.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -17,13 +22,49 @@ from typing import Iterator
 
 from .errors import UsageError
 
+# After ".<final name>.": optional "old." (a folder moved aside), optional "<pid>@<host>." (its writer;
+# absent in names made before the tag existed), mkstemp's random part, the caller's suffix, .tmp/.tmpdir.
+_TEMP_REST = re.compile(r"^(old\.)?(?:(\d+)@([A-Za-z0-9-]+)\.)?[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?\.tmp(dir)?$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _owner_tag() -> str:
+    return f"{os.getpid()}@{_host()}"
+
+
+def _dead_leftovers(final: Path) -> list[tuple[Path, bool]]:
+    """Temporaries of `final` whose writer is gone, as (path, is a moved-aside old version)."""
+    head = f".{final.name}."
+    found = []
+    for path in final.parent.glob(f".{glob.escape(final.name)}.*"):
+        match = _TEMP_REST.match(path.name[len(head):])
+        if match is None:
+            continue
+        old, pid, host = match.group(1), match.group(2), match.group(3)
+        if pid is not None and (host != _host() or _alive(int(pid))):
+            continue  # a live writer's, or another host's that we cannot check
+        found.append((path, old is not None))
+    return found
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
 
 @contextlib.contextmanager
 def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it to `final` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    for stale, _ in _dead_leftovers(final):
+        _remove(stale)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{_owner_tag()}.", suffix=suffix + ".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get ordinary permissions
@@ -56,18 +97,20 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
 
     The old folder is moved aside first and removed after the swap, so a kill
     at any point leaves either the old or the new complete folder in place
-    (plus, at worst, a hidden leftover that the next run removes).
+    (plus, at worst, a hidden leftover that the next write removes). A kill
+    between the swap's two renames leaves no folder; the next write of the
+    same folder puts the old one back first (`_recover_dir`).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.*.tmpdir"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmpdir", dir=final.parent))
+    _recover_dir(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_owner_tag()}.", suffix=".tmpdir", dir=final.parent))
     try:
         yield tmp
         old = None
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", suffix=".tmpdir", dir=final.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.{_owner_tag()}.", suffix=".tmpdir",
+                                        dir=final.parent))
             os.rmdir(old)
             os.replace(final, old)
         os.replace(tmp, final)
@@ -76,6 +119,24 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _recover_dir(final: Path) -> None:
+    """Remove dead writers' leftovers; first put back an old version cut off mid-swap.
+
+    A kill between the swap's two renames leaves no `final`, the previous
+    version moved aside and the new one still under its temporary name; the
+    previous one is known complete, so it goes back into place.
+    """
+    leftovers = _dead_leftovers(final)
+    if not final.exists():
+        for path, is_old in leftovers:
+            if is_old and path.is_dir():
+                os.replace(path, final)
+                break
+    for path, _ in leftovers:
+        if path.exists():
+            _remove(path)
 
 
 @contextlib.contextmanager
@@ -116,4 +177,13 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process not yet reaped by its parent still answers kill(pid, 0), but it writes nothing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux) or gone: kill(pid, 0) already answered
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]

@@ -6,6 +6,7 @@ times them and reconciles the counts that the summary reports.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from .ingest import ingest, read_manifest
 from .paths import Catalog, check_month
 
 log = logging.getLogger("mailseg")
+SUMMARY_JSON = "run_summary.json"
 
 
 def ensure_default_input(cfg: dict, catalog: Catalog) -> Path:
@@ -54,13 +56,21 @@ def _check_enough_rows(manifest: dict, cfg: dict) -> None:
             f"(rows read {manifest['rows_in']}, rejected {manifest['rows_rejected']}: see {manifest['rejects_path']})")
 
 
-def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, replace=False, monitor=None) -> dict:
-    """The whole job; returns the run summary (also written to <out>/run_summary.json)."""
+def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, replace=False, monitor=None,
+            locked: bool = False) -> dict:
+    """The whole job; returns the run summary (also written to <out>/run_summary.json).
+
+    run_summary.json is the run's commit mark: it is removed before the first
+    output changes and written last, so when it exists every output beside it
+    comes from the run it describes. `locked`: the caller already holds
+    folder_lock(catalog.out_dir) (the CLI takes it before starting a cluster).
+    """
     from .modelling import fit_segments
     from .publish import publish
 
     started = time.perf_counter()
-    with folder_lock(catalog.out_dir, "mailseg run"):
+    summary_path = catalog.out_dir / SUMMARY_JSON
+    with contextlib.nullcontext() if locked else folder_lock(catalog.out_dir, "mailseg run"):
         manifest = resolve_month(cfg, catalog, client, input_path, month, replace)
         log.info("month %s: %d rows read = %d kept + %d rejected", manifest["month"], manifest["rows_in"],
                  manifest["rows_kept"], manifest["rows_rejected"])
@@ -71,6 +81,7 @@ def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, re
         log.info("k=%d with engine %s: inertia %.1f, silhouette %.3f", result.k, result.engine, result.inertia,
                  result.silhouette)
         t_publish = time.perf_counter()
+        summary_path.unlink(missing_ok=True)  # from here on the folder mixes runs until the new mark
         outputs = publish(result, manifest, cfg, catalog, client)
         timings = {**{f"ingest_{k}": v for k, v in manifest.get("timings", {}).items()},
                    **{f"model_{k}": round(v, 3) for k, v in result.timings.items()},
@@ -79,7 +90,7 @@ def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, re
         summary = build_summary(manifest, result, outputs, timings, cfg)
         if monitor is not None:
             summary["cluster"] = monitor.report()
-        write_json(catalog.out_dir / "run_summary.json", summary)
+        write_json(summary_path, summary)
     return summary
 
 

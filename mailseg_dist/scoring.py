@@ -28,7 +28,7 @@ from .features import feature_names
 from .ingest import ingest
 from .model_files import METADATA_JSON, PLAIN_JSON, _sha256, load_plain_model
 from .paths import Catalog
-from .publish import load_segment_table
+from .publish import SEGMENTS_JSON, load_segment_table
 
 log = logging.getLogger("mailseg")
 
@@ -81,6 +81,24 @@ def load_saved_model(model_dir: Path, cfg: dict, trust_unverified: bool) -> Simp
                            k_table=[], k_reason=None, meta=meta)
 
 
+def load_scoring_model(model_dir: Path, cfg: dict, trust_unverified: bool) -> SimpleNamespace:
+    """The verified model plus its segment table (`.segments`), checked to belong together.
+
+    Cheap (small files only): the CLI calls it before starting a cluster, so a
+    refused model folder costs no cluster start.
+    """
+    model_dir = Path(model_dir)
+    saved = load_saved_model(model_dir, cfg, trust_unverified)
+    table = load_segment_table(model_dir)
+    clusters = sorted(int(c) for c in table.index)
+    if clusters != list(range(saved.k)):
+        raise InputDataError(f"{model_dir / SEGMENTS_JSON}: segments {clusters} do not belong to the model in "
+                             f"{model_dir / PLAIN_JSON} (k={saved.k}); the run that wrote this folder did not "
+                             "finish: rerun `mailseg run`")
+    saved.segments = table
+    return saved
+
+
 def _scoring_catalog(cfg: dict, catalog: Catalog) -> Catalog:
     """Same data folder, separate `scoring/` layers so scored files never mix with modelled months."""
     scoring_cfg = copy.deepcopy(cfg)
@@ -90,11 +108,13 @@ def _scoring_catalog(cfg: dict, catalog: Catalog) -> Catalog:
 
 
 def score_file(input_path, cfg: dict, catalog: Catalog, client, out_dir=None, month=None,
-               trust_unverified: bool = False) -> dict:
+               trust_unverified: bool = False, saved: SimpleNamespace | None = None) -> dict:
+    """Score `input_path` with the model in catalog.out_dir; `saved`: load_scoring_model's result if already loaded."""
     started = time.perf_counter()
     model_dir = catalog.out_dir
-    saved = load_saved_model(model_dir, cfg, trust_unverified)
-    table = load_segment_table(model_dir)
+    if saved is None:
+        saved = load_scoring_model(model_dir, cfg, trust_unverified)
+    table = saved.segments
     lang = cfg["report"]["lang"]
     out = Path(out_dir).absolute() if out_dir else model_dir / "scored"
     with folder_lock(out, "mailseg score"):
