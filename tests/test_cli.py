@@ -293,10 +293,6 @@ def test_the_partitioning_changes_labels_at_most_at_floating_point_ties(layout_r
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known: the scaler's partition-order float sums differ in the last bit (4e-16), and sklearn's k-means++ "
-    "on the hashed sample amplifies that to centres 0.0045 apart, so 2 boundary users of 6,000 change cluster "
-    "between 6 and 1 partitions; remove this mark when the model is bit-identical on any partitioning"))
 def test_the_partitioning_gives_bit_identical_labels(layout_runs):
     (many, users_many), (single, users_single) = layout_runs[(1000, 2)], layout_runs[(50000, 2)]
     assert (users_many["cluster"] == users_single["cluster"]).all()
