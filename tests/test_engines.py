@@ -123,7 +123,9 @@ def test_minibatch_one_task_reading_parquet_units(parquet_data, data, sk3, mcfg,
         return original(units, *args)
 
     monkeypatch.setattr(minibatch, "_train_on_units", spy)
-    res = minibatch.fit(parquet_data, 3, dict(mcfg, minibatch_batch_size=256), sample=xn)
+    # the spy lives in this process: keep the task here even if an earlier test left a distributed client as default
+    with dask.config.set(scheduler="sync"):
+        res = minibatch.fit(parquet_data, 3, dict(mcfg, minibatch_batch_size=256), sample=xn)
     assert len(calls) == 1 and all(isinstance(u[0], str) for u in calls[0])  # addresses, not data
     assert exact_inertia(xn, res.centers) <= sk3.inertia_ * 1.01
     again = minibatch.fit(parquet_data, 3, dict(mcfg, minibatch_batch_size=256), sample=xn)
