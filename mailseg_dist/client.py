@@ -120,7 +120,9 @@ class ArrowSystemPool(WorkerPlugin):
 
     pyarrow's default pool (mimalloc) keeps freed pages; Dask counts them as unmanaged
     memory, pauses a worker at 80% of its limit, and when every worker is paused the
-    job waits forever. Seen with 600 MiB workers on 1M users: both paused, no progress.
+    job waits forever. Seen with 2 x 600 MiB workers on 1M users (both paused, no progress);
+    with this plugin that run finished. It lowers unmanaged memory, it does not remove it:
+    workers still need ~500 MiB beyond their data (2 x 600 MiB hung again on 16M users).
     """
 
     name = "mailseg-arrow-system-pool"
