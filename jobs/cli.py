@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():  # restores the caller's warning display when main() returns
             if not args.debug:
                 warnings.showwarning = _one_line_warning
+            commands.local_path_flags(args)
             summary = getattr(commands, args.command)(args)
     except MailsegError as exc:
         print(f"mailseg: error: {exc}", file=sys.stderr)

@@ -8,13 +8,24 @@ import time
 from pathlib import Path
 
 from mailseg_dist.config import load_config
-from mailseg_dist.paths import Catalog, check_month
+from mailseg_dist.paths import Catalog, check_month, local_path
 
 log = logging.getLogger("mailseg")
 
 
 def _config(args, **flags) -> dict:
     return load_config(getattr(args, "config", None), {k: v for k, v in flags.items() if v is not None})
+
+
+PATH_FLAGS = {"input": "input", "out": "--out", "data_dir": "--data-dir", "model_dir": "--model-dir",
+              "config": "--config"}
+
+
+def local_path_flags(args) -> None:
+    """Every path flag as an absolute local path (file:// URLs accepted), before anything is sent to workers."""
+    for name, what in PATH_FLAGS.items():
+        if getattr(args, name, None) is not None:
+            setattr(args, name, str(local_path(getattr(args, name), what)))
 
 
 def _check_at_the_door(args) -> None:

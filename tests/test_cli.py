@@ -171,14 +171,18 @@ BAD_CONFIGS = {"typo_key.yaml": ({"model": {"kk": 3}}, ["unknown config key 'mod
     (["ingest", "{csv}", "--config", "typo_section.yaml"], BAD_CONFIGS["typo_section.yaml"][1]),
     (["generate", "--rows", "0", "--out", "x.csv"], ["--rows expected a positive number"]),
     (["generate", "--rows", "5", "--out", "x.txt"], ["cannot tell the format"]),
+    (["run", "{csv}", "--data-dir", "s3://bucket/d"], ["--data-dir s3://bucket/d", "s3:// storage is not supported"]),
+    (["score", "gs://bucket/users.csv"], ["input gs://bucket/users.csv", "gs:// storage is not supported"]),
 ], ids=["k_not_a_number", "k_below_2", "month_13", "month_dotdot", "month_13_no_input", "ingest_month_dotdot",
-        "score_month_13", "config_key_typo", "config_section_typo", "generate_0_rows", "generate_unknown_format"])
+        "score_month_13", "config_key_typo", "config_section_typo", "generate_0_rows", "generate_unknown_format",
+        "object_store_data_dir", "object_store_input"])
 def test_usage_errors_exit_2_with_one_line_and_touch_nothing(tmp_path, small_csv, args, needles):
     for name, (overrides, _) in BAD_CONFIGS.items():
         write_config(tmp_path / name, overrides)
     args = [a.format(csv=small_csv) for a in args]
     folders = {"run": ["--data-dir", "d", "--out", "o"], "ingest": ["--data-dir", "d"],
                "score": ["--data-dir", "d", "--model-dir", "o"], "generate": []}[args[0]]
+    folders = folders if "--data-dir" not in args else folders[2:]
     proc = mailseg(*args, *folders, cwd=tmp_path)
     assert_one_line_error(proc, 2, *needles)
     assert "LocalCluster" not in proc.stderr  # refused at the door, before any cluster starts
@@ -246,6 +250,17 @@ def test_ingest_json_is_the_last_line_and_reconciles(tmp_path, small_csv, schedu
     assert manifest["rows_in"] == 3000 == manifest["rows_kept"] + manifest["rows_rejected"]
     assert len(read_users(Path(manifest["users_path"]), ["Id"])) == manifest["rows_kept"]
     assert len(read_users(Path(manifest["rejects_path"]))) == manifest["rows_rejected"]
+
+
+def test_ingest_accepts_file_urls(tmp_path, small_csv, scheduler):
+    """file:// URLs (how fsspec names shared storage mounted on every worker) are local paths."""
+    data = tmp_path / "shared data"
+    proc = mailseg("ingest", small_csv.as_uri(), "--data-dir", data.as_uri(), "--month", "2026-04", "--json",
+                   "--scheduler", scheduler, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    manifest = one_json_last_line(proc)
+    assert manifest["users_path"] == str(data / "parquet" / "users" / "month=2026-04")
+    assert len(read_users(Path(manifest["users_path"]), ["Id"])) == manifest["rows_kept"] == 3000
 
 
 # ---------------------------------------------------------------- determinism (slow: three runs)

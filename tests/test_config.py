@@ -10,7 +10,7 @@ import pytest
 
 from mailseg_dist.config import load_config
 from mailseg_dist.errors import ConfigError, UsageError
-from mailseg_dist.paths import Catalog, check_month
+from mailseg_dist.paths import Catalog, check_month, local_path
 
 REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -143,3 +143,18 @@ def test_month_in_config_and_catalog_paths_are_checked(checkout, tmp_path):
     for method in (catalog.raw, catalog.users, catalog.rejects, catalog.manifest):
         with pytest.raises(UsageError):
             method("../../etc")
+
+
+def test_local_path_takes_paths_and_file_urls_and_refuses_object_stores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert local_path("d/x", "--out") == tmp_path / "d" / "x"
+    assert local_path((tmp_path / "a b").as_uri(), "--out") == tmp_path / "a b"  # %20 decoded
+    assert local_path("file://localhost/srv/data", "--out") == Path("/srv/data")
+    assert local_path("FILE:///srv/data", "--out") == Path("/srv/data")
+    for url, message in [("s3://bucket/data", "s3:// storage is not supported"),
+                         ("abfs://c@acct/data", "abfs:// storage is not supported"),
+                         ("file://otherhost/srv", "found host 'otherhost'")]:
+        with pytest.raises(UsageError, match=message):
+            local_path(url, "--data-dir")
+    catalog = Catalog(load_config(), data_dir=(tmp_path / "d").as_uri(), out_dir="file:///srv/out")
+    assert (catalog.data_dir, catalog.out_dir) == (tmp_path / "d", Path("/srv/out"))
