@@ -326,3 +326,24 @@ def test_damaged_parquet_is_an_input_error(tmp_path):
     path.write_bytes(b"PAR1" + b"\0" * 100)
     with pytest.raises(InputDataError, match="cannot be read as Parquet"):
         read_all(path)
+
+
+def test_streaming_a_parquet_input_holds_one_row_group_not_the_file(tmp_path):
+    """pyarrow's default pre-buffering kept every row group read so far (memory grew with the file)."""
+    path = tmp_path / "many_groups.parquet"
+    rng = np.random.default_rng(0)
+    group_rows, groups = 20_000, 40
+    with pq.ParquetWriter(path, pa.schema([(c, pa.int64()) for c in REQUIRED])) as writer:
+        for g in range(groups):
+            values = rng.integers(0, 7, size=(group_rows, len(REQUIRED)))
+            values[:, 0] = np.arange(g * group_rows, (g + 1) * group_rows)
+            writer.write_table(pa.table({c: values[:, i] for i, c in enumerate(REQUIRED)}))
+    group_bytes = group_rows * len(REQUIRED) * 8
+    _, chunks = read_chunks(path, {"chunk_rows": group_rows})
+    peak, rows = 0, 0
+    for chunk in chunks:
+        rows += len(chunk)
+        peak = max(peak, pa.total_allocated_bytes())
+    assert rows == group_rows * groups
+    assert peak < 4 * group_bytes, f"{peak / 2**20:.0f} MiB held while streaming {groups} groups of " \
+                                   f"{group_bytes / 2**20:.1f} MiB"
