@@ -23,6 +23,7 @@ from typing import Iterator
 import dask
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from . import progress
 from .errors import ClusterError, UsageError
 
 log = logging.getLogger("mailseg")
@@ -170,6 +171,7 @@ def open_client(ccfg: dict, address: str | None = None) -> Iterator:
             raise _connect_error(address, ccfg["connect_timeout"], exc) from None
         with client, _cluster_failures(address):
             _prepare_workers(client, remote=True)
+            progress.configure(ccfg["progress"])
             log.info("connected to %s: %d workers (dashboard %s)", address,
                      len(client.scheduler_info(n_workers=-1)["workers"]), client.dashboard_link or "off")
             yield client
@@ -181,6 +183,7 @@ def open_client(ccfg: dict, address: str | None = None) -> Iterator:
                            silence_logs=logging.ERROR)
     with cluster, Client(cluster) as client, _cluster_failures(cluster.scheduler_address):
         _prepare_workers(client, remote=False)
+        progress.configure(ccfg["progress"])
         log.info("LocalCluster of %d workers (dashboard %s)", ccfg["n_workers"],
                  client.dashboard_link if ccfg["dashboard"] else "off")
         yield client

@@ -41,6 +41,7 @@ from .sampling import hash_uniform
 from .scaler import parquet_files
 from .schema import CLEAN_COLUMNS, ID
 from .texts import POPULATION, SEGMENT_HEADERS, WEEKDAYS, check_lang
+from .progress import compute
 
 USERS_SUBDIR = "usuarios"
 XLSX_NAME = "resultados_clustering.xlsx"
@@ -151,7 +152,7 @@ def write_user_results(users_path, out_dir, model_result, segment_table: pd.Data
         tasks = [dask.delayed(_write_part)(part, shared, segments, {"recommend": cfg["recommend"]}, lang,
                                            str(tmp), i, schema)
                  for i, part in enumerate(ddf[columns].to_delayed())]
-        dask.compute(*tasks)
+        compute(*tasks)
     return final
 
 

@@ -29,6 +29,7 @@ from .errors import InputDataError, MailsegError, UsageError
 from .paths import Catalog, check_month, current_month
 from .readers import read_chunks
 from .schema import ID, SOURCE_ROW
+from .progress import compute
 
 
 def file_sha256(path: str | Path) -> str:
@@ -85,11 +86,11 @@ def _duplicate_first_rows(coerced: dd.DataFrame) -> pd.Series:
     """Id → lowest source row, for Ids that occur more than once among valid rows (small)."""
     valid = coerced[coerced["_reason"].isna()][[ID, SOURCE_ROW]]
     counts = valid[ID].value_counts()
-    repeated = counts[counts > 1].index.compute()
+    (repeated,) = compute(counts[counts > 1].index)
     if len(repeated) == 0:
         return pd.Series(dtype="int64")
     dups = valid[valid[ID].isin(list(repeated))]
-    return dups.groupby(ID)[SOURCE_ROW].min().compute()
+    return compute(dups.groupby(ID)[SOURCE_ROW].min())[0]
 
 
 def _write_clean_part(coerced: pd.DataFrame, first_rows: pd.Series, users_dir: str, rejects_dir: str,
@@ -111,7 +112,7 @@ def clean_layer(raw_dir: Path, users_dir: Path, rejects_dir: Path, id_type: str,
     with atomic_dir(users_dir) as users_tmp, atomic_dir(rejects_dir) as rejects_tmp:
         tasks = [dask.delayed(_write_clean_part)(part, first_rows, str(users_tmp), str(rejects_tmp), i)
                  for i, part in enumerate(coerced.to_delayed())]
-        results = dask.compute(*tasks)
+        results = compute(*tasks)
     reasons: dict[str, int] = {}
     for result in results:
         for reason, count in result["reasons"].items():

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from .texts import LEVEL, QUALIFIERS, SEGMENT_NAMES, TIME_OF_DAY, TIME_OF_DAY_NOUN, WEEK_PART, check_lang
+from .progress import compute
 
 RAW_COLUMNS = ["send", "bounce", "open", "click", "Total", "Comprador", "hour", "day_of_week", "engagement_score"]
 LABEL = "cluster"
@@ -152,7 +153,7 @@ def segment_profiles(results: dd.DataFrame | str | Path, k: int | None = None) -
         raise ValueError(f"per-user results expected columns {missing} (found {list(ddf.columns)})")
     columns = [LABEL, *RAW_COLUMNS, *([SILHOUETTE] if SILHOUETTE in ddf.columns else [])]
     tasks = [dask.delayed(_partition_stats)(part) for part in ddf[columns].to_delayed()]
-    (stats,) = dask.compute(_tree_reduce(tasks))
+    (stats,) = compute(_tree_reduce(tasks))
     return _profile_table(stats, k)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import dask
 import dask.array as da
 import numpy as np
 from sklearn.cluster import KMeans
@@ -28,6 +27,7 @@ from sklearn.metrics import silhouette_samples
 from sklearn.utils.extmath import svd_flip
 
 from .numeric import significant
+from .progress import compute
 from threadpoolctl import threadpool_limits
 
 
@@ -115,7 +115,7 @@ def stats_many(x, centers_list: list[np.ndarray]) -> list[ClusterStats]:
     centers_list = [np.ascontiguousarray(c, dtype=np.float64) for c in centers_list]
     width = _layout(x.shape[1], [c.shape[0] for c in centers_list])
     partials = x.map_blocks(block_partials, centers_list, chunks=(1, width), dtype=np.float64)
-    (total,) = dask.compute(partials.sum(axis=0, split_every=16))
+    (total,) = compute(partials.sum(axis=0, split_every=16))
     return unpack(np.asarray(total), centers_list)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .schema import ID
+from .progress import compute
 
 U_COLUMN = "_u"
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: spreads consecutive seeds apart
@@ -65,7 +66,7 @@ def draw_sample(ddf, size: int, seed: int, columns: list[str] | None = None,
     factor = 1.0
     while True:
         threshold = _threshold(size, total, factor)
-        kept = ddf.map_partitions(_below, threshold, seed, columns, meta=meta).compute()
+        (kept,) = compute(ddf.map_partitions(_below, threshold, seed, columns, meta=meta))
         if len(kept) >= min(size, total) or threshold >= 1.0:
             break
         factor *= 2.0  # a ~1e-9 event: fewer rows than needed under the cut-off, widen it

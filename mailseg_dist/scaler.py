@@ -25,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from .errors import InputDataError
 from .features import feature_frame, feature_names, raw_columns
 from .numeric import significant
+from .progress import compute
 
 _EPS = np.finfo(np.float64).eps
 
@@ -72,7 +73,7 @@ def fit_scaler(ddf, fcfg: dict) -> StandardScaler:
     """StandardScaler of `feature_frame(ddf)`, in one compute; equals sklearn's fit on the whole table."""
     names = feature_names(fcfg)
     meta = pd.DataFrame([np.zeros(1 + 2 * len(names))])
-    rows = ddf[raw_columns(fcfg)].map_partitions(_moments, fcfg, meta=meta).compute()
+    (rows,) = compute(ddf[raw_columns(fcfg)].map_partitions(_moments, fcfg, meta=meta))
     n, mean, m2 = merge_moments(rows.to_numpy(np.float64))
     if n == 0:
         raise InputDataError("cannot fit the scaler: the users table has no rows")

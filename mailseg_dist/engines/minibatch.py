@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from ..quality import as_array
 from ..scaler import scaled_unit
 from .lloyd import EngineResult, check_k, initial_centers
+from ..progress import compute
 
 
 def _model(k: int, mcfg: dict, init) -> MiniBatchKMeans:
@@ -80,13 +81,13 @@ def fit(X, k: int, mcfg: dict, init_centers=None, sample=None) -> EngineResult:
             with threadpool_limits(limits=1):  # see engines.lloyd.initial_centers
                 init = _model(k, mcfg, None).fit(np.asarray(sample, np.float64)[: int(mcfg["init_sample"])]).cluster_centers_
     if units is not None:
-        model = dask.delayed(_train_on_units, pure=True)(units, X.scaler, X.fcfg, k, mcfg, init).compute()
+        (model,) = compute(dask.delayed(_train_on_units, pure=True)(units, X.scaler, X.fcfg, k, mcfg, init))
     else:
         blocks = x.to_delayed().ravel()
         state = (_model(k, mcfg, init), None)
         for i in _order(len(blocks), mcfg):
             state = dask.delayed(_step, pure=True)(state, blocks[i], int(mcfg["minibatch_batch_size"]))
-        model = state.compute()[0]
+        model = compute(state)[0][0]
     if not hasattr(model, "cluster_centers_"):
         raise ValueError(f"minibatch: fewer than k={k} rows reached the model")
     return EngineResult(np.asarray(model.cluster_centers_, dtype=np.float64), int(model.n_steps_), [])
