@@ -33,6 +33,10 @@ def _known_nonempty_chunks(x: da.Array) -> da.Array:
     return keep[0] if len(keep) == 1 else da.concatenate(keep, axis=0)
 
 
+def _optional_int(value):
+    return None if value is None else int(value)  # None: dask-ml's own default
+
+
 def fit(X, k: int, mcfg: dict, init_centers=None, sample=None) -> EngineResult:
     from dask_ml.cluster import KMeans
 
@@ -41,7 +45,7 @@ def fit(X, k: int, mcfg: dict, init_centers=None, sample=None) -> EngineResult:
     if init_centers is None and mcfg["init"] == "sample" and sample is not None:
         init_centers = initial_centers(sample, k, mcfg)
     model = KMeans(n_clusters=k, init="k-means||" if init_centers is None else np.asarray(init_centers),
-                   random_state=int(mcfg["seed"]), init_max_iter=int(mcfg["daskml_init_max_iter"]),
+                   random_state=int(mcfg["seed"]), init_max_iter=_optional_int(mcfg["daskml_init_max_iter"]),
                    max_iter=int(mcfg["max_iter"]), tol=float(mcfg["tol"]))
     model.fit(x)
     centers = np.asarray(model.cluster_centers_, dtype=np.float64)
