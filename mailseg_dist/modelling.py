@@ -159,8 +159,10 @@ def _fit_segments(users_path: Path, cfg: dict, client) -> ModelResult:
         raise InputDataError(f"{users_path}: {n_rows} users cannot make {max(ks)} clusters (need more rows than k)")
     with clock("sample"):
         size = max(mcfg["init_sample"], qcfg["bootstrap_sample"], cfg["selection"]["silhouette_sample"])
-        sample = draw_sample(ddf, size, seed, columns=columns, total=n_rows)
-        xs = scale(sample, scaler, fcfg)
+        # One draw: the hashed sample is ordered by hash, so its first `size` rows are exactly the smaller sample.
+        drawn = draw_sample(ddf, max(size, mcfg["refine_sample"]), seed, columns=columns, total=n_rows)
+        xs_start = scale(drawn, scaler, fcfg)  # the engines' start (init_sample, then refine_sample rows)
+        sample, xs = drawn.iloc[:size], xs_start[:size]  # silhouette, stability, figures
     data = scaled_from_parquet(users_path, scaler, fcfg)
     if data.n_rows != n_rows:
         raise InputDataError(f"{users_path}: the users folder changed during modelling ({n_rows} then {data.n_rows} rows)")
@@ -172,7 +174,7 @@ def _fit_segments(users_path: Path, cfg: dict, client) -> ModelResult:
     details, fits = {}, {}
     if mcfg["k"] == "auto" or engine == "lloyd":
         with clock("k_search"):
-            fits = fit_many(data, ks, mcfg, sample=xs)
+            fits = fit_many(data, ks, mcfg, sample=xs_start)
             for k in ks:
                 row, details[k] = _k_row(k, fits[k].stats, fits[k].n_iter, xs, cfg)
                 table.append(row)
@@ -183,7 +185,7 @@ def _fit_segments(users_path: Path, cfg: dict, client) -> ModelResult:
         fixed = {"es": "k={k} fijada por configuración (model.k / --k)", "en": "k={k} fixed by config (model.k / --k)"}
         k, reason = ks[0], fixed[cfg["report"]["lang"]].format(k=ks[0])
     with clock("final_fit"):
-        result = fits[k] if engine == "lloyd" else get_engine(engine)(data, k, mcfg, sample=xs)
+        result = fits[k] if engine == "lloyd" else get_engine(engine)(data, k, mcfg, sample=xs_start)
         stats = result.stats if result.stats is not None else assign_stats(data, result.centers)
     with clock("quality"):
         if engine == "lloyd":

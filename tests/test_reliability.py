@@ -464,7 +464,7 @@ def test_the_client_peak_memory_does_not_grow_with_the_rows(tmp_path):
     config = tmp_path / "memory.yaml"
     config.write_text(yaml.safe_dump({
         "cluster": {"n_workers": 2, "dashboard": False}, "quality": {"bootstrap_rounds": 2, "bootstrap_sample": 20000},
-        "model": {"init_sample": 20000}, "report": {"excel_max_rows": 20000},
+        "model": {"init_sample": 20000, "refine_sample": 20000}, "report": {"excel_max_rows": 20000},
         "selection": {"silhouette_sample": 1000}}))
     sizes = {"small": 50_000, "large": 400_000}
     for name, rows in sizes.items():
