@@ -279,6 +279,8 @@ def bootstrap_stability(sample_x: np.ndarray, k: int, reference_centers: np.ndar
         union = both.sum(axis=1)[:, None] + both.sum(axis=0)[None, :] - both
         scores[r] = np.max(np.divide(both, union, out=np.zeros_like(both), where=union > 0), axis=1)
     present = np.bincount(reference, minlength=k) > 0
+    if rounds == 0:  # stability switched off: unknown, not a mean of nothing
+        present[:] = False
     return {j: float(scores[:, j].mean()) if present[j] else float("nan") for j in range(k)}
 
 
