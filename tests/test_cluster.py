@@ -321,10 +321,11 @@ def test_workers_with_other_package_versions_are_refused(tmp_path, small_csv):
 # --------------------------------------------------------------------------- data larger than memory (slow)
 # A worker process holds ~300 MiB of imports (dask, pandas, pyarrow, sklearn) and reaches ~450-500 MiB of
 # unmanaged memory while working; Dask pauses it at 80% of its limit, and when every worker is paused on
-# memory it cannot spill the job never finishes (seen with 2 x 600 MiB on 16M users). 800 MiB leaves room.
+# memory it cannot spill the job never finishes (seen with 2 x 600 MiB on 16M users, while the Parquet reader still
+# pre-buffered). 800 MiB leaves room: 40M users peaked at 609 MiB per worker.
 MEM_WORKER_LIMIT_MIB = int(os.environ.get("MAILSEG_MEMTEST_LIMIT_MIB", 800))
-MEM_ROWS = int(os.environ.get("MAILSEG_MEMTEST_ROWS", 12_000_000))
-BYTES_PER_ROW = (11 + 8) * 8  # clean columns + scaled features, 8 bytes each
+MEM_ROWS = int(os.environ.get("MAILSEG_MEMTEST_ROWS", 20_000_000))  # 40M was run too: see README
+BYTES_PER_ROW = (11 + 8) * 8  # lower bound before the run: clean columns + scaled features, 8 bytes each
 ALL_PAUSED_LIMIT = 120        # seconds with every worker paused: the job is stuck, fail instead of hanging
 
 
@@ -392,6 +393,20 @@ def test_data_larger_than_worker_memory_completes(tmp_path):
     assert "model_cache" not in summary["timings"]  # cache_features: auto chose not to persist
     for sign in ("memory budget", "Restarting", "KilledWorker", "was killed by", "died unexpectedly"):
         assert sign not in logs
-    print(f"{MEM_ROWS} rows ({MEM_ROWS * BYTES_PER_ROW / 2**20:.0f} MiB as clean columns + features) on 2 workers "
-          f"of {MEM_WORKER_LIMIT_MIB} MiB: run {summary['timings']['total']:.0f} s, peak RSS "
+    users_bytes = MEM_ROWS * pandas_bytes_per_row(Path(summary["parquet_path"]))
+    results_bytes = MEM_ROWS * pandas_bytes_per_row(tmp_path / "out" / "usuarios")
+    assert users_bytes > total_limit  # measured, not estimated: the clean users alone exceed the workers' memory
+    print(f"{MEM_ROWS} users on 2 workers of {MEM_WORKER_LIMIT_MIB} MiB ({total_limit / 2**20:.0f} MiB in all): "
+          f"clean users in pandas {users_bytes / 2**20:.0f} MiB ({users_bytes / total_limit:.2f}x the limit), "
+          f"scaled features {MEM_ROWS * 64 / 2**20:.0f} MiB, per-user results {results_bytes / 2**20:.0f} MiB "
+          f"({results_bytes / total_limit:.2f}x); run {summary['timings']['total']:.0f} s, peak worker RSS "
           + ", ".join(f"{v / 2**20:.0f} MiB" for v in watch.peaks.values()))
+
+
+def pandas_bytes_per_row(dataset: Path) -> float:
+    """In-memory size per row of a Parquet dataset in pandas (deep), from its first non-empty file."""
+    for path in sorted(dataset.rglob("*.parquet")):
+        frame = pd.read_parquet(path)
+        if len(frame):
+            return frame.memory_usage(deep=True).sum() / len(frame)
+    raise AssertionError(f"{dataset}: no rows")
