@@ -18,13 +18,15 @@ import pytest
 from cluster_helpers import free_port, make_tls_files
 from mailseg_dist import client as client_mod
 from mailseg_dist.client import (open_client, package_versions, scheduler_address, version_mismatches)
+from mailseg_dist.config import load_config
 from mailseg_dist.errors import ClusterError, UsageError
 from mailseg_dist.monitor import RunMonitor
 
 
 def ccfg(**overrides) -> dict:
-    base = {"scheduler": None, "n_workers": 1, "threads_per_worker": 1, "memory_limit": "1GiB",
-            "connect_timeout": 10, "dashboard": True, "tls_ca_file": None, "tls_cert": None, "tls_key": None}
+    """The committed cluster section (so a new key cannot be missed here), small, with overrides."""
+    base = {**load_config()["cluster"], "scheduler": None, "n_workers": 1, "threads_per_worker": 1,
+            "memory_limit": "1GiB", "connect_timeout": 10, "dashboard": True}
     return {**base, **overrides}
 
 
