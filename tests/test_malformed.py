@@ -321,13 +321,21 @@ def test_corpus_is_large_and_named():
     assert len({c.name for c in CASES}) == len(CASES) >= 25
 
 
-def test_unreadable_file(tmp_path, scheduler):
-    if os.geteuid() == 0:
-        pytest.skip("running as root: chmod 000 does not stop root from reading, so the case cannot occur")
+def test_unreadable_file(tmp_path, scheduler, monkeypatch, capsys):
     path = csv_file()(tmp_path / "locked.csv")
     path.chmod(0)
-    proc = run_cli(path, tmp_path / "data", "--scheduler", scheduler)
+    if os.geteuid() != 0:
+        proc = run_cli(path, tmp_path / "data", "--scheduler", scheduler)
+    else:  # chmod 000 does not stop root: make the OS answer "no read access" for this file, run the CLI in-process
+        from jobs.cli import main
+
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == path else real_access(p, mode, **kw))
+        code = main(["ingest", str(path), "--data-dir", str(tmp_path / "data"), "--month", MONTH, "--json"])
+        out = capsys.readouterr()
+        proc = subprocess.CompletedProcess([], code, out.out, out.err)
     assert_clean_failure(proc, path, 3, ("cannot be read (permission denied)",))
+    assert not (tmp_path / "data").exists()
 
 
 # ---------------------------------------------------------------- the default LocalCluster, as a user runs it
