@@ -51,6 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", action="store_true",
                      help="save a Dask performance report to <out>/dask_performance_report.html")
 
+    update = sub.add_parser("update", epilog=EPILOG,
+                            help="refit on a new month starting from the saved model; segment ids stay the same")
+    update.add_argument("input", nargs="?", metavar="INPUT",
+                        help="xlsx/CSV/Parquet of this month's users; default: the latest ingested month")
+    _common(update)
+    _cluster(update)
+    update.add_argument("--out", metavar="DIR", help="output folder (paths.out_dir, default Resultados)")
+    update.add_argument("--model-dir", metavar="DIR", help="folder of the previous model (default: --out)")
+    update.add_argument("--month", metavar="YYYY-MM", help="month to ingest INPUT as, or to model (default: latest)")
+    update.add_argument("--engine", choices=["lloyd", "minibatch", "daskml"], help="fitting engine (model.engine)")
+    update.add_argument("--seed", type=int, help="random seed (model.seed)")
+    update.add_argument("--lang", choices=["es", "en"], help="language of names, recommendations and report")
+    update.add_argument("--replace", action="store_true", help="re-ingest a month whose input content changed")
+    update.add_argument("--profile", action="store_true",
+                        help="save a Dask performance report to <out>/dask_performance_report.html")
+    update.add_argument("--trust-unverified", action="store_true",
+                        help="use a previous model whose hashes cannot be verified (unsafe; warns)")
+
     ingest = sub.add_parser("ingest", help="convert an input file to the month's partitioned Parquet", epilog=EPILOG)
     ingest.add_argument("input", metavar="INPUT", help="xlsx, CSV (',' or ';' with decimal commas) or Parquet file")
     _common(ingest)

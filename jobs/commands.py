@@ -43,6 +43,21 @@ def run(args) -> dict:
     cfg = _config(args, **{"model.k": k, "model.engine": args.engine, "model.seed": args.seed,
                            "report.lang": args.lang, "cluster.scheduler": args.scheduler})
     _check_at_the_door(args)
+    return _run_job(args, cfg, "mailseg run")
+
+
+def update(args) -> dict:
+    cfg = _config(args, **{"model.engine": args.engine, "model.seed": args.seed, "report.lang": args.lang,
+                           "cluster.scheduler": args.scheduler})
+    _check_at_the_door(args)
+    from mailseg_dist.update import previous_segments
+
+    model_dir = Catalog(cfg, out_dir=args.model_dir or args.out).out_dir
+    previous = previous_segments(model_dir, cfg, args.trust_unverified)  # a refused model starts no cluster
+    return _run_job(args, cfg, "mailseg update", previous=previous)
+
+
+def _run_job(args, cfg: dict, holder: str, previous=None) -> dict:
     from mailseg_dist.atomic import folder_lock  # heavy imports (Dask dataframe) only once the flags are valid
     from mailseg_dist.client import open_client
     from mailseg_dist.monitor import RunMonitor
@@ -53,10 +68,10 @@ def run(args) -> dict:
     new_folder = not catalog.out_dir.exists()
     try:
         # The lock comes before the cluster: a second job on the same folder is refused at once.
-        with folder_lock(catalog.out_dir, "mailseg run"), open_client(cfg["cluster"], args.scheduler) as client, \
+        with folder_lock(catalog.out_dir, holder), open_client(cfg["cluster"], args.scheduler) as client, \
                 RunMonitor(client, profile) as monitor:
             return run_job(cfg, catalog, client, input_path=args.input, month=args.month, replace=args.replace,
-                           monitor=monitor, locked=True)
+                           monitor=monitor, locked=True, previous=previous)
     finally:
         if new_folder:  # made only to hold the lock: a run that failed before writing leaves no empty folder
             with contextlib.suppress(OSError):

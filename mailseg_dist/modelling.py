@@ -25,7 +25,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from .engines import fit_many, get_engine
+from .engines import EngineResult, fit_many, get_engine
 from .errors import InputDataError
 from .features import feature_frame, feature_names, raw_columns
 from .quality import (ClusterStats, assign_stats, bootstrap_stability, calinski_harabasz, davies_bouldin, fit_pca,
@@ -34,6 +34,7 @@ from .sampling import U_COLUMN, draw_sample
 from .scaler import ScaledData, fit_scaler, parquet_files, scale, scaled_from_parquet
 from .schema import CLEAN_COLUMNS, ID
 from .selection import choose_k
+from .update import matching
 
 CACHE_SHARE = 0.25  # cache_features: auto persists when the scaled matrix needs < 25% of cluster memory
 
@@ -62,6 +63,7 @@ class ModelResult:
     timings: dict[str, float] = field(default_factory=dict)
     stats: ClusterStats | None = None   # full-data sums of the final model
     cached: bool = False                # scaled features were kept in worker memory
+    ids_reordered: bool = False         # update: new centres reordered so each id follows its old segment
 
 
 def build_model(centers: np.ndarray, inertia: float, n_iter: int, seed: int) -> KMeans:
@@ -107,6 +109,10 @@ def _k_row(k: int, stats: ClusterStats, n_iter: int, xs: np.ndarray, cfg: dict):
     return row, (labels, sil)
 
 
+UPDATE_REASON = {"es": "k={k} del modelo anterior (actualización mensual: cada segmento conserva su id)",
+                 "en": "k={k} from the previous model (monthly update: each segment keeps its id)"}
+
+
 class _Clock:
     def __init__(self):
         self.timings: dict[str, float] = {}
@@ -139,14 +145,28 @@ def _sample_frame(sample: pd.DataFrame, xs: np.ndarray, labels, per_sample, pca:
     return out
 
 
-def fit_segments(users_path: str | Path, cfg: dict, client=None) -> ModelResult:
-    """Fit the segmentation on the users folder; runs on `client` when given, else on Dask's default scheduler."""
+def fit_segments(users_path: str | Path, cfg: dict, client=None, start: np.ndarray | None = None) -> ModelResult:
+    """Fit the segmentation on the users folder; runs on `client` when given, else on Dask's default scheduler.
+
+    `start`: k × d centres in feature units (a previous model's, for a monthly update): k is theirs, the
+    engine starts from them and centre j keeps id j (see update.py).
+    """
     scope = dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext()
     with scope:
-        return _fit_segments(Path(users_path), cfg, client)
+        return _fit_segments(Path(users_path), cfg, client, start)
 
 
-def _fit_segments(users_path: Path, cfg: dict, client) -> ModelResult:
+def _follow_ids(result: EngineResult, init: np.ndarray, data) -> tuple[EngineResult, bool]:
+    """Reorder the centres so that centre j is the one that best continues start centre j."""
+    order = matching(init, result.centers)
+    if np.array_equal(order, np.arange(len(order))):
+        return result, False
+    centers = result.centers[order]
+    stats = assign_stats(data, centers)
+    return EngineResult(centers, result.n_iter, result.history, stats.inertia, stats), True
+
+
+def _fit_segments(users_path: Path, cfg: dict, client, start: np.ndarray | None = None) -> ModelResult:
     fcfg, mcfg, qcfg = cfg["features"], cfg["model"], cfg["quality"]
     engine, seed, clock = mcfg["engine"], int(mcfg["seed"]), _Clock()
     get_engine(engine)  # validate the name before any pass
@@ -154,7 +174,8 @@ def _fit_segments(users_path: Path, cfg: dict, client) -> ModelResult:
     with clock("scaler"):
         scaler = fit_scaler(ddf, fcfg)
     n_rows = int(scaler.n_samples_seen_)
-    ks = list(range(mcfg["k_min"], mcfg["k_max"] + 1)) if mcfg["k"] == "auto" else [int(mcfg["k"])]
+    search = mcfg["k"] == "auto" and start is None
+    ks = list(range(mcfg["k_min"], mcfg["k_max"] + 1)) if search else [int(mcfg["k"] if start is None else len(start))]
     if n_rows <= max(ks):
         raise InputDataError(f"{users_path}: {n_rows} users cannot make {max(ks)} clusters (need more rows than k)")
     with clock("sample"):
@@ -171,24 +192,31 @@ def _fit_segments(users_path: Path, cfg: dict, client) -> ModelResult:
         with clock("cache"):
             data = data.persist()
     table: list[dict] = []
-    details, fits = {}, {}
-    if mcfg["k"] == "auto" or engine == "lloyd":
+    details, fits, reordered = {}, {}, False
+    init = None if start is None else (np.asarray(start, dtype=np.float64) - scaler.mean_) / scaler.scale_
+    if search or (engine == "lloyd" and start is None):
         with clock("k_search"):
             fits = fit_many(data, ks, mcfg, sample=xs_start)
             for k in ks:
                 row, details[k] = _k_row(k, fits[k].stats, fits[k].n_iter, xs, cfg)
                 table.append(row)
-    if mcfg["k"] == "auto":
+    if start is not None:
+        k, reason = ks[0], UPDATE_REASON[cfg["report"]["lang"]].format(k=ks[0])
+    elif search:
         k, reason = choose_k(table, int(cfg["selection"]["knee_window"]),
                              float(cfg["selection"]["min_segment_share"]), cfg["report"]["lang"])
     else:
         fixed = {"es": "k={k} fijada por configuración (model.k / --k)", "en": "k={k} fixed by config (model.k / --k)"}
         k, reason = ks[0], fixed[cfg["report"]["lang"]].format(k=ks[0])
     with clock("final_fit"):
-        result = fits[k] if engine == "lloyd" else get_engine(engine)(data, k, mcfg, sample=xs_start)
+        if start is not None:
+            result = get_engine(engine)(data, k, mcfg, init_centers=init, sample=xs_start)
+            result, reordered = _follow_ids(result, init, data)
+        else:
+            result = fits[k] if engine == "lloyd" else get_engine(engine)(data, k, mcfg, sample=xs_start)
         stats = result.stats if result.stats is not None else assign_stats(data, result.centers)
     with clock("quality"):
-        if engine == "lloyd":
+        if engine == "lloyd" and start is None:
             labels, (silhouette, by_cluster, per_sample) = details[k]
         else:  # the search (if any) ran lloyd; the final engine's centres need their own silhouette
             row, (labels, (silhouette, by_cluster, per_sample)) = _k_row(k, stats, result.n_iter, xs, cfg)
@@ -205,4 +233,4 @@ def _fit_segments(users_path: Path, cfg: dict, client) -> ModelResult:
         k_reason=reason, pca=pca, stability=stability,
         cluster_sizes={j: int(c) for j, c in enumerate(stats.counts)},
         sample=_sample_frame(sample, xs, labels, per_sample, pca, fcfg), n_rows=n_rows, n_iter=result.n_iter,
-        timings=clock.timings, stats=stats, cached=cached)
+        timings=clock.timings, stats=stats, cached=cached, ids_reordered=reordered)

@@ -1,4 +1,4 @@
-"""Wiring of `mailseg run`: which data, then ingest → model → publish, with one summary.
+"""Wiring of `mailseg run` (and `update`): which data, then ingest → model → publish, with one summary.
 
 Stage functions live in their own modules; this file only decides their order,
 times them and reconciles the counts that the summary reports.
@@ -57,13 +57,14 @@ def _check_enough_rows(manifest: dict, cfg: dict) -> None:
 
 
 def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, replace=False, monitor=None,
-            locked: bool = False) -> dict:
+            locked: bool = False, previous=None) -> dict:
     """The whole job; returns the run summary (also written to <out>/run_summary.json).
 
     run_summary.json is the run's commit mark: it is removed before the first
     output changes and written last, so when it exists every output beside it
     comes from the run it describes. `locked`: the caller already holds
     folder_lock(catalog.out_dir) (the CLI takes it before starting a cluster).
+    `previous`: update.previous_segments(...) for a monthly update (k and start from that model).
     """
     from .modelling import fit_segments
     from .publish import publish
@@ -77,7 +78,8 @@ def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, re
         _check_enough_rows(manifest, cfg)
         t_model = time.perf_counter()
         log.info("fitting segments on %s", manifest["users_path"])
-        result = fit_segments(manifest["users_path"], cfg, client)
+        result = fit_segments(manifest["users_path"], cfg, client,
+                              start=None if previous is None else previous.centers)
         log.info("k=%d with engine %s: inertia %.1f, silhouette %.3f", result.k, result.engine, result.inertia,
                  result.silhouette)
         t_publish = time.perf_counter()
@@ -88,6 +90,11 @@ def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, re
                    "model": round(t_publish - t_model, 3), "publish": round(time.perf_counter() - t_publish, 3),
                    "total": round(time.perf_counter() - started, 3)}
         summary = build_summary(manifest, result, outputs, timings, cfg)
+        if previous is not None:
+            from .update import update_block
+
+            summary["update"] = update_block(previous, result.scaler, result.centers, summary["segments"],
+                                             result.ids_reordered)
         if monitor is not None:
             summary["cluster"] = monitor.report()
         write_json(summary_path, summary)

@@ -135,6 +135,8 @@ EXPECTED_OPTIONS = {
     "generate": ["--rows", "--out", "--format", "--seed", "--json", "--debug"],
     "score": ["INPUT", "--config", "--data-dir", "--json", "--debug", "--scheduler", "--model-dir", "--out",
               "--month", "--lang", "--trust-unverified"],
+    "update": ["INPUT", "--config", "--data-dir", "--json", "--debug", "--scheduler", "--out", "--model-dir",
+               "--month", "--engine", "--seed", "--lang", "--replace", "--profile", "--trust-unverified"],
 }
 
 
