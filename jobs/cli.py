@@ -31,6 +31,20 @@ def _cluster(parser: argparse.ArgumentParser) -> None:
                         help="address of an existing Dask scheduler (tcp://host:8786, tls://...); default: a LocalCluster")
 
 
+def _modelling(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that fit and publish (run, update)."""
+    _common(parser)
+    _cluster(parser)
+    parser.add_argument("--out", metavar="DIR", help="output folder (paths.out_dir, default Resultados)")
+    parser.add_argument("--month", metavar="YYYY-MM", help="month to ingest INPUT as, or to model (default: latest)")
+    parser.add_argument("--engine", choices=["lloyd", "minibatch", "daskml"], help="fitting engine (model.engine)")
+    parser.add_argument("--seed", type=int, help="random seed (model.seed)")
+    parser.add_argument("--lang", choices=["es", "en"], help="language of names, recommendations and report")
+    parser.add_argument("--replace", action="store_true", help="re-ingest a month whose input content changed")
+    parser.add_argument("--profile", action="store_true",
+                        help="save a Dask performance report to <out>/dask_performance_report.html")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailseg", description="Segment mailing users with distributed k-means.",
                                      epilog=EPILOG)
@@ -39,33 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="ingest (if INPUT is given), fit segments and write every output", epilog=EPILOG)
     run.add_argument("input", nargs="?", metavar="INPUT",
                      help="xlsx/CSV/Parquet of users; default: the latest ingested month, else the bundled default data")
-    _common(run)
-    _cluster(run)
-    run.add_argument("--out", metavar="DIR", help="output folder (paths.out_dir, default Resultados)")
-    run.add_argument("--month", metavar="YYYY-MM", help="month to ingest INPUT as, or to model (default: latest)")
+    _modelling(run)
     run.add_argument("--k", metavar="K|auto", help="number of segments, or auto to choose it (model.k)")
-    run.add_argument("--engine", choices=["lloyd", "minibatch", "daskml"], help="fitting engine (model.engine)")
-    run.add_argument("--seed", type=int, help="random seed (model.seed)")
-    run.add_argument("--lang", choices=["es", "en"], help="language of names, recommendations and report")
-    run.add_argument("--replace", action="store_true", help="re-ingest a month whose input content changed")
-    run.add_argument("--profile", action="store_true",
-                     help="save a Dask performance report to <out>/dask_performance_report.html")
 
     update = sub.add_parser("update", epilog=EPILOG,
                             help="refit on a new month starting from the saved model; segment ids stay the same")
     update.add_argument("input", nargs="?", metavar="INPUT",
                         help="xlsx/CSV/Parquet of this month's users; default: the latest ingested month")
-    _common(update)
-    _cluster(update)
-    update.add_argument("--out", metavar="DIR", help="output folder (paths.out_dir, default Resultados)")
+    _modelling(update)
     update.add_argument("--model-dir", metavar="DIR", help="folder of the previous model (default: --out)")
-    update.add_argument("--month", metavar="YYYY-MM", help="month to ingest INPUT as, or to model (default: latest)")
-    update.add_argument("--engine", choices=["lloyd", "minibatch", "daskml"], help="fitting engine (model.engine)")
-    update.add_argument("--seed", type=int, help="random seed (model.seed)")
-    update.add_argument("--lang", choices=["es", "en"], help="language of names, recommendations and report")
-    update.add_argument("--replace", action="store_true", help="re-ingest a month whose input content changed")
-    update.add_argument("--profile", action="store_true",
-                        help="save a Dask performance report to <out>/dask_performance_report.html")
     update.add_argument("--trust-unverified", action="store_true",
                         help="use a previous model whose hashes cannot be verified (unsafe; warns)")
 
