@@ -406,11 +406,11 @@ def collect_before_fitting():
     import mailseg_dist.modelling as modelling
     fit = modelling.fit_segments
 
-    def collecting(users_path, cfg, client=None):
+    def collecting(users_path, cfg, client=None, **options):
         table = dd.read_parquet(str(users_path)).compute()
         SEEN.append(len(table))
         del table  # dropped before modelling: only a sampled profile can see it, not the final peak
-        return fit(users_path, cfg, client)
+        return fit(users_path, cfg, client, **options)
     modelling.fit_segments = collecting
 
 
