@@ -135,10 +135,11 @@ class ArrowSystemPool(WorkerPlugin):
         pa.set_memory_pool(pa.system_memory_pool())
 
 
-def _prepare_workers(client, remote: bool) -> None:
+def _prepare_client(client, ccfg: dict, remote: bool) -> None:
     if remote:
         _check_worker_versions(client)
     client.register_plugin(ArrowSystemPool())
+    progress.configure(ccfg["progress"])
 
 
 @contextlib.contextmanager
@@ -170,8 +171,7 @@ def open_client(ccfg: dict, address: str | None = None) -> Iterator:
         except (OSError, TimeoutError) as exc:
             raise _connect_error(address, ccfg["connect_timeout"], exc) from None
         with client, _cluster_failures(address):
-            _prepare_workers(client, remote=True)
-            progress.configure(ccfg["progress"])
+            _prepare_client(client, ccfg, remote=True)
             log.info("connected to %s: %d workers (dashboard %s)", address,
                      len(client.scheduler_info(n_workers=-1)["workers"]), client.dashboard_link or "off")
             yield client
@@ -182,8 +182,7 @@ def open_client(ccfg: dict, address: str | None = None) -> Iterator:
                            dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": bool(ccfg["dashboard"])},
                            silence_logs=logging.ERROR)
     with cluster, Client(cluster) as client, _cluster_failures(cluster.scheduler_address):
-        _prepare_workers(client, remote=False)
-        progress.configure(ccfg["progress"])
+        _prepare_client(client, ccfg, remote=False)
         log.info("LocalCluster of %d workers (dashboard %s)", ccfg["n_workers"],
                  client.dashboard_link if ccfg["dashboard"] else "off")
         yield client

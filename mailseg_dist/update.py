@@ -12,14 +12,13 @@ block says, per id, how far the centre moved and how name and share changed.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .model_files import PLAIN_JSON
+from .model_files import PLAIN_JSON, _sha256
 
 
 def previous_segments(model_dir: Path, cfg: dict, trust_unverified: bool) -> SimpleNamespace:
@@ -29,9 +28,8 @@ def previous_segments(model_dir: Path, cfg: dict, trust_unverified: bool) -> Sim
     saved = load_scoring_model(model_dir, cfg, trust_unverified)
     centers = saved.model.cluster_centers_ * saved.scaler.scale_ + saved.scaler.mean_
     table = saved.segments
-    digest = hashlib.sha256((Path(model_dir) / PLAIN_JSON).read_bytes()).hexdigest()
     return SimpleNamespace(k=saved.k, centers=np.asarray(centers, dtype=np.float64), model_dir=str(model_dir),
-                           sha256=digest, names={int(c): str(n) for c, n in table["nombre"].items()},
+                           sha256=_sha256(Path(model_dir) / PLAIN_JSON), names={int(c): str(n) for c, n in table["nombre"].items()},
                            shares={int(c): float(s) for c, s in table["share"].items()})
 
 
