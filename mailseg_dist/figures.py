@@ -221,8 +221,9 @@ def segments_figure(segment_table: pd.DataFrame, path, lang: str = "es") -> Path
     level_key = {LEVEL[lang]["high"]: "high", LEVEL[lang]["low"]: "low"}
     right.barh(pos, table["engagement_score_mean"], color=[LEVEL_COLOURS[level_key[v]] for v in table["nivel"]])
     for p, value in enumerate(table["engagement_score_mean"]):
-        right.text(value, p, f" {value:.2f}", va="center", fontsize=9,
-                   bbox={"facecolor": "white", "edgecolor": "none", "pad": 1, "alpha": 0.8})
+        # offset in points, so the label's white box (kept readable over the mean line) never covers the bar's end
+        right.annotate(f"{value:.2f}", (value, p), xytext=(4, 0), textcoords="offset points", va="center",
+                       fontsize=9, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1, "alpha": 0.8})
     right.set_xlim(0, table["engagement_score_mean"].max() * 1.15 if len(table) else 1)
     right.axvline(pop["engagement_score_mean"], color="black", linestyle="--", linewidth=1)
     right.set_yticks(pos, [""] * len(pos))
