@@ -21,7 +21,7 @@ EPILOG = "Exit codes: 0 ok, 2 usage/config error, 3 input data error, 4 cluster/
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file overriding conf/base.yaml and conf/local.yaml")
-    parser.add_argument("--data-dir", metavar="DIR", help="folder of raw inputs, Parquet layers and rejects (paths.data_dir)")
+    parser.add_argument("--data-dir", metavar="DIR", help="folder (or s3://, gs://, abfs:// URL) of raw inputs, Parquet layers and rejects (paths.data_dir)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object as the last line of stdout")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():  # restores the caller's warning display when main() returns
             if not args.debug:
                 warnings.showwarning = _one_line_warning
-            commands.local_path_flags(args)
+            commands.path_flags(args)
             summary = getattr(commands, args.command)(args)
     except MailsegError as exc:
         print(f"mailseg: error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mailseg_dist.config import load_config
 from mailseg_dist.paths import Catalog, check_month, local_path
+from mailseg_dist.storage import is_remote, location
 
 log = logging.getLogger("mailseg")
 
@@ -17,15 +18,17 @@ def _config(args, **flags) -> dict:
     return load_config(getattr(args, "config", None), {k: v for k, v in flags.items() if v is not None})
 
 
-PATH_FLAGS = {"input": "input", "out": "--out", "data_dir": "--data-dir", "model_dir": "--model-dir",
-              "config": "--config"}
+PATH_FLAGS = {"input": "input", "out": "--out", "data_dir": "--data-dir", "model_dir": "--model-dir"}
 
 
-def local_path_flags(args) -> None:
-    """Every path flag as an absolute local path (file:// URLs accepted), before anything is sent to workers."""
+def path_flags(args) -> None:
+    """Every path flag as an absolute local path or an object-store URL, before anything is sent to workers;
+    the config file is read by this process, so it is local."""
     for name, what in PATH_FLAGS.items():
         if getattr(args, name, None) is not None:
-            setattr(args, name, str(local_path(getattr(args, name), what)))
+            setattr(args, name, str(location(getattr(args, name), what)))
+    if getattr(args, "config", None) is not None:
+        args.config = str(local_path(args.config, "--config"))
 
 
 def _check_at_the_door(args) -> None:
@@ -35,7 +38,7 @@ def _check_at_the_door(args) -> None:
     if getattr(args, "input", None) is not None:
         from mailseg_dist.readers import check_file
 
-        check_file(Path(args.input).absolute())
+        check_file(args.input)
 
 
 def run(args) -> dict:
@@ -65,7 +68,7 @@ def _run_job(args, cfg: dict, holder: str, previous=None) -> dict:
 
     catalog = Catalog(cfg, data_dir=args.data_dir, out_dir=args.out)
     profile = catalog.out_dir / "dask_performance_report.html" if args.profile else None
-    new_folder = not catalog.out_dir.exists()
+    new_folder = not is_remote(catalog.out_dir) and not catalog.out_dir.exists()
     try:
         # The lock comes before the cluster: a second job on the same folder is refused at once.
         with folder_lock(catalog.out_dir, holder), open_client(cfg["cluster"], args.scheduler) as client, \

@@ -1,7 +1,10 @@
 """Write-then-rename helpers and the output-folder lock.
 
 Every output is written beside its final name and renamed into place, so a
-crash leaves the previous complete version or none, never half a file.
+crash leaves the previous complete version or none, never half a file. In an
+object store a file is uploaded whole in one PUT (a reader sees the old or the
+new object); a folder cannot be swapped at once there, so a folder's readers
+rely on the commit mark written after it (a month's manifest, run_summary.json).
 Temporary names are hidden (leading dot, .tmp/.tmpdir suffix) and carry the
 writer's pid and host: the next write of the same output removes the
 leftovers of writers that are dead, never those of a live concurrent job.
@@ -14,6 +17,7 @@ import glob
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import UsageError
+from .storage import as_location, is_remote, remove_tree
 
 # After ".<final name>.": optional "old." (a folder moved aside), optional "<pid>@<host>." (its writer;
 # absent in names made before the tag existed), mkstemp's random part, the caller's suffix, .tmp/.tmpdir.
@@ -50,20 +55,17 @@ def _dead_leftovers(final: Path) -> list[tuple[Path, bool]]:
     return found
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 @contextlib.contextmanager
-def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path in the same folder; rename it to `final` on success."""
-    final = Path(final)
+def atomic_path(final, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary local path; on success it becomes `final` (renamed, or uploaded to a store)."""
+    final = as_location(final)
+    if is_remote(final):
+        with _upload_on_success(final, suffix) as tmp:
+            yield tmp
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale, _ in _dead_leftovers(final):
-        _remove(stale)
+        remove_tree(stale)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{_owner_tag()}.", suffix=suffix + ".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -74,6 +76,17 @@ def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def _upload_on_success(final, suffix: str) -> Iterator[Path]:
+    fd, tmp = tempfile.mkstemp(prefix="mailseg-", suffix=suffix + ".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        final.fs.put_file(tmp, final.path)  # one object, complete when the upload completes
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -92,7 +105,7 @@ def write_json(final: str | Path, data: object) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
+def atomic_dir(final) -> Iterator[Path]:
     """Yield a temporary folder beside `final`; swap it in on success.
 
     The old folder is moved aside first and removed after the swap, so a kill
@@ -101,7 +114,11 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     between the swap's two renames leaves no folder; the next write of the
     same folder puts the old one back first (`_recover_dir`).
     """
-    final = Path(final)
+    final = as_location(final)
+    if is_remote(final):
+        with _stored_dir(final) as tmp:
+            yield tmp
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     _recover_dir(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_owner_tag()}.", suffix=".tmpdir", dir=final.parent))
@@ -121,6 +138,22 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _stored_dir(final) -> Iterator:
+    """A store's folder is a key prefix, with no rename: the new version is written under a hidden
+    prefix, then the old version is removed and the new one moved in, object by object."""
+    for stale, _ in _dead_leftovers(final):
+        remove_tree(stale)
+    tmp = final.parent / f".{final.name}.{_owner_tag()}.{secrets.token_hex(6)}.tmpdir"
+    try:
+        yield tmp
+        remove_tree(final)
+        keys = final.fs.find(tmp.path)  # the objects, listed after every writer finished
+        final.fs.copy(keys, [final.path + key[len(tmp.path):] for key in keys])  # server-side copies
+    finally:
+        remove_tree(tmp)
+
+
 def _recover_dir(final: Path) -> None:
     """Remove dead writers' leftovers; first put back an old version cut off mid-swap.
 
@@ -136,38 +169,47 @@ def _recover_dir(final: Path) -> None:
                 break
     for path, _ in leftovers:
         if path.exists():
-            _remove(path)
+            remove_tree(path)
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path, command: str) -> Iterator[Path]:
+def folder_lock(folder, command: str) -> Iterator:
     """Exclusive lock on an output folder; a second job is told who holds it."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = as_location(folder)
+    if not is_remote(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     lock = folder / ".mailseg.lock"
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
-    while True:
+    while not _create_exclusive(lock, json.dumps(holder)):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            try:
-                other = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                other = {}
-            if other.get("host") == holder["host"] and other.get("pid") and not _alive(other["pid"]):
-                lock.unlink(missing_ok=True)  # left by a killed job on this host
-                continue
-            raise UsageError(
-                f"{folder}: locked by another mailseg job (pid {other.get('pid', '?')} on "
-                f"{other.get('host', '?')}, '{other.get('command', '?')}'); wait for it or remove {lock}"
-            ) from None
-    with os.fdopen(fd, "w") as handle:
-        json.dump(holder, handle)
+            other = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            other = {}
+        if other.get("host") == holder["host"] and other.get("pid") and not _alive(other["pid"]):
+            remove_tree(lock)  # left by a killed job on this host
+            continue
+        raise UsageError(
+            f"{folder}: locked by another mailseg job (pid {other.get('pid', '?')} on "
+            f"{other.get('host', '?')}, '{other.get('command', '?')}'); wait for it or remove {lock}")
     try:
         yield lock
     finally:
-        lock.unlink(missing_ok=True)
+        remove_tree(lock)
+
+
+def _create_exclusive(lock, text: str) -> bool:
+    """Create `lock` holding `text` unless it exists: O_EXCL on a disk, a conditional PUT in a store."""
+    try:
+        if is_remote(lock):
+            with lock.fs.open(lock.path, "xb") as handle:
+                handle.write(text.encode())
+        else:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+    except FileExistsError:
+        return False
+    return True
 
 
 def _alive(pid: int) -> bool:

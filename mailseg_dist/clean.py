@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .schema import (AVERAGES, BUYER, CLEAN_COLUMNS, COUNTS, ENGAGEMENT, ID, OPTIONAL_COUNTS, REQUIRED,
+from .schema import (BUYER, CLEAN_COLUMNS, COUNTS, ENGAGEMENT, ID, OPTIONAL_COUNTS, REQUIRED,
                      SOURCE_ROW, WEEKDAYS, normalize)
 
 REJECT_COLUMNS = [SOURCE_ROW, "Id_raw", "column", "value", "reason"]

@@ -28,7 +28,6 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xlsxwriter
 
 from .atomic import atomic_dir, atomic_path
@@ -40,6 +39,7 @@ from .recommend import user_recommendations
 from .sampling import hash_uniform
 from .scaler import parquet_files
 from .schema import CLEAN_COLUMNS, ID
+from .storage import as_location, open_parquet, write_parquet
 from .texts import POPULATION, SEGMENT_HEADERS, WEEKDAYS, check_lang
 from .progress import compute
 
@@ -134,7 +134,7 @@ def _write_part(part: pd.DataFrame, bundle: dict, segments: pd.DataFrame, cfg: d
     if schema.field(ID).type == pa.string():
         out[ID] = out[ID].astype("str")
     table = pa.Table.from_pandas(out, schema=schema, preserve_index=False)
-    pq.write_table(table, Path(folder) / f"part-{index:05d}.parquet")
+    write_parquet(table, as_location(folder) / f"part-{index:05d}.parquet")
     return len(out)
 
 
@@ -147,7 +147,7 @@ def write_user_results(users_path, out_dir, model_result, segment_table: pd.Data
     schema = _arrow_schema(pd.api.types.is_integer_dtype(ddf.dtypes[ID]))
     segments = pd.DataFrame(segment_table[["nombre", "nivel", "accion_corta", "accion_codigo"]])
     shared = dask.delayed(_bundle(model_result, cfg), pure=True)  # one key, shipped once per worker
-    final = Path(out_dir) / USERS_SUBDIR
+    final = as_location(out_dir) / USERS_SUBDIR
     with atomic_dir(final) as tmp:
         tasks = [dask.delayed(_write_part)(part, shared, segments, {"recommend": cfg["recommend"]}, lang,
                                            str(tmp), i, schema)
@@ -161,7 +161,7 @@ def _sample_cut(files: list[Path], size: int, seed: int) -> float:
     """Hash value of the `size`-th smallest Id hash (kept in a bounded buffer of ~2 × size values)."""
     best = np.zeros(0)
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=[ID]):
+        for batch in open_parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[ID]):
             best = np.concatenate([best, hash_uniform(batch.column(0).to_pandas(), seed)])
             if len(best) > 2 * size:
                 best = np.partition(best, size - 1)[:size]
@@ -172,7 +172,7 @@ def _write_users_sheet(ws, files: list[Path], cut: float | None, size: int, seed
     text_cols = [c for c in RESULT_COLUMNS if c in TEXT_COLUMNS]
     written = 0
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=RESULT_COLUMNS):
+        for batch in open_parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=RESULT_COLUMNS):
             frame = batch.to_pandas()
             if cut is not None:
                 frame = frame[hash_uniform(frame[ID], seed) <= cut].head(size - written)
@@ -242,7 +242,7 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
     """Sheets Clusters, Recomendaciones, Eleccion_k; streamed with bounded memory; returns the path."""
     check_lang(lang)
     files = parquet_files(results_path)
-    total = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+    total = sum(open_parquet(p).metadata.num_rows for p in files)
     limit, seed = int(cfg["report"]["excel_max_rows"]), int(cfg["model"]["seed"])
     if not 2 <= limit <= 1_048_575:
         raise ValueError(f"report.excel_max_rows expected 2..1048575 (Excel's data rows), found {limit}")
@@ -256,7 +256,7 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
         row = 0
         if sampled:
             ws.write_string(0, 0, SAMPLE_NOTE[lang].format(m=size, total=total, seed=seed, limit=limit,
-                                                           path=Path(results_path)))
+                                                           path=results_path))
             row = 1
         for j, col in enumerate(RESULT_COLUMNS):
             ws.write_string(row, j, col)
@@ -264,5 +264,5 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
         _write_segments_sheet(wb, segment_table, lang)
         _write_k_sheet(wb, k_table, len(segment_table), k_reason, lang)
         wb.close()
-    return Path(xlsx_path)
+    return as_location(xlsx_path)
 

@@ -20,6 +20,7 @@ from .atomic import atomic_path
 from .features import feature_frame
 from .profiles import RAW_COLUMNS, population
 from .sampling import hash_uniform
+from .storage import as_location
 from .texts import LEVEL, check_lang
 
 DPI = 110
@@ -72,7 +73,7 @@ def _save(fig: Figure, path) -> Path:
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
-    return Path(path)
+    return as_location(path)
 
 
 def _k_values(k_table: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -236,7 +237,7 @@ def segments_figure(segment_table: pd.DataFrame, path, lang: str = "es") -> Path
 
 def make_all_figures(out_dir, model_result, segment_table: pd.DataFrame, cfg: dict, lang: str = "es") -> dict:
     """Every figure under <out_dir>/figuras/; returns name → path (the report embeds them in this order)."""
-    folder = Path(out_dir) / FIGURES_SUBDIR
+    folder = as_location(out_dir) / FIGURES_SUBDIR
     r = model_result
     return {
         "elbow": elbow_figure(r.k_table, r.k, folder / "codo.png", lang),

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
+from .storage import as_location
 from .errors import UsageError
 
 BLOCK_ROWS = 100_000
@@ -269,7 +270,7 @@ def write_generated(path: str | Path, rows: int, fmt: str, seed: int = 42,
     if fmt == "xlsx" and rows > EXCEL_MAX_ROWS:
         raise UsageError(f"generate: {rows:,} rows do not fit in an Excel sheet (at most "
                          f"{EXCEL_MAX_ROWS:,} data rows + header); use csv or parquet")
-    path = Path(path)
+    path = as_location(path)
     writer = {"xlsx": _write_xlsx, "csv": _write_csv, "parquet": _write_parquet}[fmt]
     with atomic_path(path, suffix=path.suffix) as tmp:
         writer(tmp, iter_generated(rows, seed, chunk_rows))

@@ -21,20 +21,21 @@ import dask
 import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .atomic import atomic_dir, write_json
-from .clean import REJECT_COLUMNS, coerce_partition, split_partition
+from .clean import coerce_partition, split_partition
 from .errors import InputDataError, MailsegError, UsageError
 from .paths import Catalog, check_month, current_month
 from .readers import read_chunks
+from .scaler import parquet_files
+from .storage import as_location, is_remote, local_copy, read_json, remove_tree, write_frame, write_parquet
 from .schema import ID, SOURCE_ROW
 from .progress import compute
 
 
-def file_sha256(path: str | Path) -> str:
+def file_sha256(path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with as_location(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -53,22 +54,30 @@ def _id_is_integer(values: pd.Series) -> bool:
 
 
 def write_raw_layer(path: str, raw_dir: str, ingest_cfg: dict, sheet=None, sep=None, decimal=None) -> dict:
-    """Stream the input into raw Parquet part files; return what was read (small)."""
+    """Stream the input into raw Parquet part files; return what was read (small).
+
+    An input in an object store is first downloaded to this process's temporary folder.
+    """
+    with local_copy(path) as local:
+        return _write_raw_parts(local, raw_dir, ingest_cfg, sheet, sep, decimal)
+
+
+def _write_raw_parts(path, raw_dir: str, ingest_cfg: dict, sheet, sep, decimal) -> dict:
     info, chunks = read_chunks(path, ingest_cfg, sheet=sheet, sep=sep, decimal=decimal)
     rows, parts, integer_ids, schema = 0, 0, True, None
-    with atomic_dir(raw_dir) as tmp:
+    with atomic_dir(as_location(raw_dir)) as tmp:
         for chunk in chunks:
             integer_ids = integer_ids and _id_is_integer(chunk[ID])
             table = pa.Table.from_pandas(chunk, preserve_index=False)
             if schema is None:
                 schema = pa.schema([f if not pa.types.is_null(f.type) else pa.field(f.name, pa.string())
                                     for f in table.schema])
-            pq.write_table(table.cast(schema), tmp / f"part-{parts:05d}.parquet")
+            write_parquet(table.cast(schema), tmp / f"part-{parts:05d}.parquet")
             rows += len(chunk)
             parts += 1
         if parts == 0:  # header only: one empty part with the header's columns keeps the layer readable
             empty = {name: pa.array([], pa.string()) for name in info.header}
-            pq.write_table(pa.table({**empty, SOURCE_ROW: pa.array([], pa.int64())}), tmp / "part-00000.parquet")
+            write_parquet(pa.table({**empty, SOURCE_ROW: pa.array([], pa.int64())}), tmp / "part-00000.parquet")
     return {"rows_in": rows, "parts": parts, "format": info.fmt, "options": info.options,
             "columns": info.columns, "id_type": "int" if integer_ids else "string"}
 
@@ -96,16 +105,21 @@ def _duplicate_first_rows(coerced: dd.DataFrame) -> pd.Series:
 def _write_clean_part(coerced: pd.DataFrame, first_rows: pd.Series, users_dir: str, rejects_dir: str,
                       index: int) -> dict:
     kept, ledger = split_partition(coerced, first_rows)
-    kept.to_parquet(Path(users_dir) / f"part-{index:05d}.parquet", index=False)
-    ledger.to_parquet(Path(rejects_dir) / f"part-{index:05d}.parquet", index=False)
+    write_frame(kept, as_location(users_dir) / f"part-{index:05d}.parquet")
+    write_frame(ledger, as_location(rejects_dir) / f"part-{index:05d}.parquet")
     reasons = ledger["reason"].str.split(";").explode().str.replace(r"\(kept row \d+\)", "", regex=True)
     return {"kept": len(kept), "rejected": len(ledger),
             "reasons": reasons.str.strip().value_counts().to_dict()}
 
 
-def clean_layer(raw_dir: Path, users_dir: Path, rejects_dir: Path, id_type: str, ccfg: dict) -> dict:
-    """Dask pass over the raw layer: every partition writes its users and rejects parts."""
-    raw = dd.read_parquet(str(raw_dir))
+def clean_layer(raw_dir, users_dir, rejects_dir, id_type: str, ccfg: dict, manifest=None) -> dict:
+    """Dask pass over the raw layer: every partition writes its users and rejects parts.
+
+    `manifest`: the month's commit mark, removed once the new parts are complete and just before they
+    replace the old layers (in a store that replacement is object by object); a failure before then
+    leaves the previous month whole and committed.
+    """
+    raw = dd.read_parquet([str(p) for p in parquet_files(raw_dir)])
     meta = coerce_partition(raw._meta, id_type, ccfg)
     coerced = raw.map_partitions(coerce_partition, id_type, ccfg, meta=meta)
     first_rows = _duplicate_first_rows(coerced)
@@ -113,6 +127,8 @@ def clean_layer(raw_dir: Path, users_dir: Path, rejects_dir: Path, id_type: str,
         tasks = [dask.delayed(_write_clean_part)(part, first_rows, str(users_tmp), str(rejects_tmp), i)
                  for i, part in enumerate(coerced.to_delayed())]
         results = compute(*tasks)
+        if manifest is not None:
+            remove_tree(manifest)
     reasons: dict[str, int] = {}
     for result in results:
         for reason, count in result["reasons"].items():
@@ -125,7 +141,7 @@ def read_manifest(catalog: Catalog, month: str) -> dict | None:
     path = catalog.manifest(month)
     if not path.exists() or not catalog.users(month).exists():
         return None
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def _request(cfg: dict, sheet, sep, decimal) -> dict:
@@ -151,10 +167,12 @@ def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | Non
     """Ingest `input_path` as `month`; returns the manifest (with `skipped` when unchanged)."""
     month = check_month(month or cfg["ingest"]["month"] or current_month())
     started = time.perf_counter()
-    input_path = Path(input_path).absolute()
     from .readers import check_file
 
-    digest = file_sha256(check_file(input_path))
+    input_path = check_file(input_path)
+    # An object is hashed where it is read, on a worker: its bytes never come to the client.
+    digest = client.submit(file_sha256, str(input_path), pure=False).result() \
+        if client is not None and is_remote(input_path) else file_sha256(input_path)
     request = json.loads(json.dumps(_request(cfg, sheet, sep, decimal)))  # as the manifest will hold it
     previous = read_manifest(catalog, month)
     unchanged = previous and previous["sha256"] == digest and previous.get("request", request) == request
@@ -168,7 +186,7 @@ def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | Non
         raise read
     t_read = time.perf_counter()
     counts = clean_layer(catalog.raw(month), catalog.users(month), catalog.rejects(month), read["id_type"],
-                         cfg["cleaning"])
+                         cfg["cleaning"], manifest=catalog.manifest(month))
     if read["rows_in"] != counts["rows_kept"] + counts["rows_rejected"]:
         raise InputDataError(f"{input_path}: rows do not reconcile ({read['rows_in']} read, "
                              f"{counts['rows_kept']} kept, {counts['rows_rejected']} rejected)")

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from .atomic import atomic_path, write_json
 from .errors import InputDataError
+from .storage import as_location
 
 MODEL_PKL, SCALER_PKL = "modelo_clustering.pkl", "escalador.pkl"
 METADATA_JSON, PLAIN_JSON = "modelo_metadata.json", "modelo.json"
@@ -34,7 +35,7 @@ PLAIN_FORMAT = "mailseg-plain-model/1"
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with as_location(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -80,7 +81,7 @@ def _plain_model(result) -> dict:
 
 def write_model_files(out_dir, model_result, meta: dict) -> dict:
     """Pickles (joblib), their metadata with SHA-256 (written last) and modelo.json; returns name → path."""
-    out_dir = Path(out_dir)
+    out_dir = as_location(out_dir)
     paths = {"model": out_dir / MODEL_PKL, "scaler": out_dir / SCALER_PKL,
              "metadata": out_dir / METADATA_JSON, "plain": out_dir / PLAIN_JSON}
     for key, obj in (("model", model_result.model), ("scaler", model_result.scaler)):
@@ -114,12 +115,13 @@ def _verified(model_dir: Path, name: str, trust_unverified: bool):
             raise InputDataError(f"{path}: refusing to unpickle, {problem} (pass trust_unverified=True only for a "
                                  "file you trust)")
         warnings.warn(f"{path}: unpickling an unverified file ({problem})", stacklevel=3)
-    return joblib.load(path)
+    with path.open("rb") as handle:
+        return joblib.load(handle)
 
 
 def load_model_files(model_dir, trust_unverified: bool = False) -> tuple:
     """(model, scaler) from the pickles, each checked against modelo_metadata.json before unpickling."""
-    model_dir = Path(model_dir)
+    model_dir = as_location(model_dir)
     return (_verified(model_dir, MODEL_PKL, trust_unverified), _verified(model_dir, SCALER_PKL, trust_unverified))
 
 
@@ -129,7 +131,7 @@ def load_plain_model(model_dir) -> tuple:
     from sklearn.preprocessing import StandardScaler
     from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
-    path = Path(model_dir) / PLAIN_JSON
+    path = as_location(model_dir) / PLAIN_JSON
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         assert data["format"] == PLAIN_FORMAT

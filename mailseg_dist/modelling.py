@@ -20,7 +20,6 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
@@ -34,6 +33,7 @@ from .sampling import U_COLUMN, draw_sample
 from .scaler import ScaledData, fit_scaler, parquet_files, scale, scaled_from_parquet
 from .schema import CLEAN_COLUMNS, ID
 from .selection import choose_k
+from .storage import as_location, open_parquet
 from .update import matching
 
 CACHE_SHARE = 0.25  # cache_features: auto persists when the scaled matrix needs < 25% of cluster memory
@@ -126,7 +126,7 @@ class _Clock:
 
 def _read_users(users_path: Path, fcfg: dict):
     files = parquet_files(users_path)
-    present = set(pq.read_schema(files[0]).names)
+    present = set(open_parquet(files[0]).schema_arrow.names)
     missing = [c for c in [ID, *raw_columns(fcfg)] if c not in present]
     if missing:
         raise InputDataError(f"{users_path}: users table lacks column(s) {missing} needed by the features")
@@ -153,7 +153,7 @@ def fit_segments(users_path: str | Path, cfg: dict, client=None, start: np.ndarr
     """
     scope = dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext()
     with scope:
-        return _fit_segments(Path(users_path), cfg, client, start)
+        return _fit_segments(as_location(users_path), cfg, client, start)
 
 
 def _follow_ids(result: EngineResult, init: np.ndarray, data) -> tuple[EngineResult, bool]:

@@ -14,6 +14,8 @@ import contextlib
 import logging
 from pathlib import Path
 
+from .storage import as_location
+
 log = logging.getLogger("mailseg")
 
 
@@ -37,7 +39,7 @@ class RunMonitor:
 
     def __init__(self, client, profile_path: str | Path | None = None):
         self.client = client
-        self.profile_path = Path(profile_path) if profile_path else None
+        self.profile_path = as_location(profile_path) if profile_path else None
         self._stack = contextlib.ExitStack()
         self._start: set[str] = set()
         self._seen_events: set[tuple] = set()

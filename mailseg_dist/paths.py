@@ -1,4 +1,4 @@
-"""Catalog paths from config, and the checks that keep them inside their folders."""
+"""Catalog paths from config (local folders or object-store URLs), and the checks that keep them inside their folders."""
 
 from __future__ import annotations
 
@@ -7,30 +7,17 @@ import re
 from pathlib import Path
 
 from .errors import UsageError
+from .storage import check_store, is_remote, location
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 
 
 def local_path(value: str | Path, what: str) -> Path:
-    """A path flag or config value as an absolute local path; file:// URLs are local paths too.
-
-    Other fsspec protocols (s3://, gs://, abfs://) are refused rather than half supported: outputs
-    are made whole by renaming in place, which object stores do not offer. Mount the storage instead.
-    """
-    text = str(value)
-    match = _URL.match(text)
-    if match is None:
-        return Path(text).absolute()
-    if match.group(1).lower() != "file":
-        raise UsageError(f"{what} {text}: {match.group(1)}:// storage is not supported; give a local path "
-                         "or file:// URL to storage every worker mounts at the same path")
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(text)
-    if parsed.netloc not in ("", "localhost"):
-        raise UsageError(f"{what} {text}: a file:// URL names a local path (file:///path), found host {parsed.netloc!r}")
-    return Path(unquote(parsed.path)).absolute()
+    """A path that the client itself reads (the config file) as an absolute local path; file:// URLs too."""
+    found = location(value, what)
+    if is_remote(found):
+        raise UsageError(f"{what} {value}: must be a local path or file:// URL")
+    return found
 
 
 def check_month(month: str) -> str:
@@ -49,8 +36,10 @@ class Catalog:
 
     def __init__(self, cfg: dict, data_dir: str | None = None, out_dir: str | None = None):
         paths = cfg["paths"]
-        self.data_dir = local_path(data_dir or paths["data_dir"], "data folder")
-        self.out_dir = local_path(out_dir or paths["out_dir"], "output folder")
+        self.data_dir = location(data_dir or paths["data_dir"], "data folder")
+        self.out_dir = location(out_dir or paths["out_dir"], "output folder")
+        check_store(self.data_dir, "data folder")
+        check_store(self.out_dir, "output folder")
         self._paths = paths
 
     def _month_dir(self, subdir: str, month: str) -> Path:
@@ -75,4 +64,4 @@ class Catalog:
         return sorted(m for m in found if _MONTH.match(m))
 
     def default_input(self) -> Path:
-        return local_path(self._paths["default_input"], "paths.default_input")
+        return location(self._paths["default_input"], "paths.default_input")

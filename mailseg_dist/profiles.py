@@ -45,6 +45,7 @@ import pandas as pd
 
 from .texts import LEVEL, QUALIFIERS, SEGMENT_NAMES, TIME_OF_DAY, TIME_OF_DAY_NOUN, WEEK_PART, check_lang
 from .progress import compute
+from .scaler import parquet_files
 
 RAW_COLUMNS = ["send", "bounce", "open", "click", "Total", "Comprador", "hour", "day_of_week", "engagement_score"]
 LABEL = "cluster"
@@ -147,7 +148,7 @@ def _profile_table(stats: dict, k: int | None) -> pd.DataFrame:
 
 def segment_profiles(results: dd.DataFrame | str | Path, k: int | None = None) -> pd.DataFrame:
     """One row per cluster 0..k-1 (k=None: the clusters present); population in attrs["population"]."""
-    ddf = dd.read_parquet(str(results)) if isinstance(results, (str, Path)) else results
+    ddf = results if isinstance(results, dd.DataFrame) else dd.read_parquet([str(p) for p in parquet_files(results)])
     missing = [c for c in [LABEL, *RAW_COLUMNS] if c not in ddf.columns]
     if missing:
         raise ValueError(f"per-user results expected columns {missing} (found {list(ddf.columns)})")

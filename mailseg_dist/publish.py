@@ -21,6 +21,7 @@ from .model_files import write_model_files
 from .profiles import segment_profiles
 from .recommend import segment_table as build_segment_table
 from .report import report_context, write_report
+from .storage import as_location
 
 log = logging.getLogger("mailseg")
 SEGMENTS_JSON = "segmentos.json"
@@ -41,7 +42,7 @@ def load_segment_table(model_dir: Path) -> pd.DataFrame:
 
     from .errors import InputDataError
 
-    path = Path(model_dir) / SEGMENTS_JSON
+    path = as_location(model_dir) / SEGMENTS_JSON
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         table = pd.DataFrame(data["segments"]).set_index("cluster")

@@ -23,6 +23,7 @@ import pandas as pd
 
 from .errors import InputDataError
 from .schema import REQUIRED, SOURCE_ROW, map_columns, missing_required
+from .storage import as_location, file_info, is_remote
 
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted xlsx and legacy .xls
 ZIP_MAGIC = b"PK\x03\x04"
@@ -41,16 +42,20 @@ class InputInfo:
     header: list = field(default_factory=list)  # column names in input order (schema or extra)
 
 
-def check_file(path: str | Path) -> Path:
-    """The path names a readable, non-empty regular file, or a one-line error says why not."""
-    path = Path(path)
-    if not path.exists():
-        raise InputDataError(f"{path}: no such file")
-    if path.is_dir():
+def check_file(path):
+    """The path names a readable, non-empty file (local, or an object in a store), or one line says why not."""
+    path = as_location(path)
+    try:
+        info = file_info(path)
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: no such file") from None
+    except PermissionError:
+        raise InputDataError(f"{path}: cannot be read (permission denied)") from None
+    if info["type"] == "directory":
         raise InputDataError(f"{path}: is a directory, expected an .xlsx, .csv or .parquet file")
-    if not os.access(path, os.R_OK):
+    if not is_remote(path) and not os.access(path, os.R_OK):
         raise InputDataError(f"{path}: cannot be read (permission denied)")
-    if path.stat().st_size == 0:
+    if info["size"] == 0:
         raise InputDataError(f"{path}: empty file (0 bytes), expected a table with a header row")
     return path
 

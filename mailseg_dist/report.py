@@ -20,6 +20,7 @@ import pandas as pd
 
 from .atomic import write_text
 from .profiles import population
+from .storage import as_location
 from .texts import POPULATION, WEEKDAYS, check_lang
 
 CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -113,7 +114,7 @@ def _table(headers: list, rows: list[list], numeric: set[int] = frozenset(), row
 
 
 def _img(path, alt: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    data = base64.b64encode(as_location(path).read_bytes()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
 
 
@@ -225,7 +226,7 @@ def write_report(path, context: dict) -> Path:
     page = (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{CSS}</style></head><body>{body}</body></html>\n")
     write_text(path, page)
-    return Path(path)
+    return as_location(path)
 
 
 def report_context(manifest: dict, model_result, segment_table: pd.DataFrame, figures: dict, cfg: dict,

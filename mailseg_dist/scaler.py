@@ -19,13 +19,13 @@ import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from sklearn.preprocessing import StandardScaler
 
 from .errors import InputDataError
 from .features import feature_frame, feature_names, raw_columns
 from .numeric import significant
 from .progress import compute
+from .storage import as_location, open_parquet
 
 _EPS = np.finfo(np.float64).eps
 
@@ -88,9 +88,10 @@ def scale(df: pd.DataFrame, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
 # --- the scaled matrix, read from Parquet by the workers ---------------------------------------
 
 
-def parquet_files(users_path: str | Path) -> list[Path]:
-    """Part files of a users folder, sorted; hidden and `_`-prefixed files (temporaries, metadata) skipped."""
-    root = Path(users_path)
+def parquet_files(users_path) -> list:
+    """Part files of a users folder (local or in a store), sorted; hidden and `_`-prefixed files
+    (temporaries, metadata) skipped."""
+    root = as_location(users_path)
     if root.is_file():
         return [root]
     if not root.is_dir():
@@ -106,7 +107,7 @@ def parquet_units(files: list[Path]) -> list[tuple[str, int | None, int]]:
     """(path, row group or None for a file without one, rows) per chunk, from the footers only."""
     units = []
     for path in files:
-        meta = pq.ParquetFile(path).metadata
+        meta = open_parquet(path).metadata
         if meta.num_row_groups == 0:
             units.append((str(path), None, 0))
         for i in range(meta.num_row_groups):
@@ -116,7 +117,7 @@ def parquet_units(files: list[Path]) -> list[tuple[str, int | None, int]]:
 
 def read_unit(unit: tuple[str, int | None, int], columns: list[str]) -> pd.DataFrame:
     path, group, _ = unit
-    handle = pq.ParquetFile(path)
+    handle = open_parquet(path)
     table = handle.read(columns=columns) if group is None else handle.read_row_group(group, columns=columns)
     return table.to_pandas()
 

@@ -29,6 +29,7 @@ from .ingest import ingest
 from .model_files import METADATA_JSON, PLAIN_JSON, _sha256, load_plain_model
 from .paths import Catalog
 from .publish import SEGMENTS_JSON, load_segment_table
+from .storage import as_location
 
 log = logging.getLogger("mailseg")
 
@@ -87,7 +88,7 @@ def load_scoring_model(model_dir: Path, cfg: dict, trust_unverified: bool) -> Si
     Cheap (small files only): the CLI calls it before starting a cluster, so a
     refused model folder costs no cluster start.
     """
-    model_dir = Path(model_dir)
+    model_dir = as_location(model_dir)
     saved = load_saved_model(model_dir, cfg, trust_unverified)
     table = load_segment_table(model_dir)
     clusters = sorted(int(c) for c in table.index)
@@ -116,7 +117,7 @@ def score_file(input_path, cfg: dict, catalog: Catalog, client, out_dir=None, mo
         saved = load_scoring_model(model_dir, cfg, trust_unverified)
     table = saved.segments
     lang = cfg["report"]["lang"]
-    out = Path(out_dir).absolute() if out_dir else model_dir / "scored"
+    out = as_location(out_dir) if out_dir else model_dir / "scored"
     with folder_lock(out, "mailseg score"):
         manifest = ingest(input_path, cfg, _scoring_catalog(cfg, catalog), month=month, replace=True,
                           client=client)

@@ -75,3 +75,29 @@ def dask_client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
                       protocol="tcp", host="127.0.0.1") as cluster, Client(cluster) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 for the session; this process's environment points at it meanwhile
+    (so s3fs here, and the processes the tests start, reach it like a real store)."""
+    from store_helpers import S3Server
+
+    server = S3Server()
+    saved = {name: os.environ.get(name) for name in server.env}
+    os.environ.update(server.env)
+    try:
+        yield server
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.close()
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    """A fresh bucket's s3:// URL."""
+    return s3_server.new_bucket()

@@ -173,11 +173,12 @@ BAD_CONFIGS = {"typo_key.yaml": ({"model": {"kk": 3}}, ["unknown config key 'mod
     (["ingest", "{csv}", "--config", "typo_section.yaml"], BAD_CONFIGS["typo_section.yaml"][1]),
     (["generate", "--rows", "0", "--out", "x.csv"], ["--rows expected a positive number"]),
     (["generate", "--rows", "5", "--out", "x.txt"], ["cannot tell the format"]),
-    (["run", "{csv}", "--data-dir", "s3://bucket/d"], ["--data-dir s3://bucket/d", "s3:// storage is not supported"]),
-    (["score", "gs://bucket/users.csv"], ["input gs://bucket/users.csv", "gs:// storage is not supported"]),
+    (["run", "{csv}", "--data-dir", "ftp://host/d"], ["--data-dir ftp://host/d", "ftp:// is not a supported storage"]),
+    (["score", "http://host/users.csv"], ["input http://host/users.csv", "http:// is not a supported storage"]),
+    (["run", "{csv}", "--config", "s3://bucket/conf.yaml"], ["--config s3://bucket/conf.yaml: must be a local path"]),
 ], ids=["k_not_a_number", "k_below_2", "month_13", "month_dotdot", "month_13_no_input", "ingest_month_dotdot",
         "score_month_13", "config_key_typo", "config_section_typo", "generate_0_rows", "generate_unknown_format",
-        "object_store_data_dir", "object_store_input"])
+        "unknown_storage_data_dir", "http_input", "config_in_a_store"])
 def test_usage_errors_exit_2_with_one_line_and_touch_nothing(tmp_path, small_csv, args, needles):
     for name, (overrides, _) in BAD_CONFIGS.items():
         write_config(tmp_path / name, overrides)

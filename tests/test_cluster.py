@@ -208,6 +208,28 @@ def test_worker_killed_during_fit_changes_nothing_but_the_summary(tmp_path, user
     assert_same_results(tmp_path / "out", summary, cluster_run[0], cluster_run[1])
 
 
+def test_cluster_run_on_an_object_store_equals_the_disk_run(tmp_path, users_csv, config, cluster_run, bucket):
+    """Input, data layers and outputs in S3 (moto on loopback): the workers and the client share no folder,
+    and the run still gives the disk run's labels, centres and files."""
+    from test_storage_cli import download, store_fs
+
+    store_fs().put_file(str(users_csv), f"{bucket.removeprefix('s3://')}/in/users.csv")
+    here = tmp_path / "client-cwd"
+    here.mkdir()
+    with DaskProcesses(tmp_path / "dask", n_workers=2, memory_limit="1GiB") as procs:
+        done = mailseg("run", f"{bucket}/in/users.csv", "--data-dir", f"{bucket}/data", "--out", f"{bucket}/out",
+                       "--config", config, "--scheduler", procs.address, "--json", cwd=here)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = summary_of(done.stdout)
+    assert summary["cluster"]["scheduler"] == procs.address and summary["cluster"]["workers_lost"] == 0
+    assert summary["parquet_path"].startswith(f"{bucket}/data/")  # the workers wrote the layers there
+    download(f"{bucket}/out", tmp_path / "out")
+    assert summary == json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert_same_results(tmp_path / "out", summary, cluster_run[0], cluster_run[1])
+    assert out_files(tmp_path / "out") == out_files(cluster_run[0]) - {PROFILE}
+    assert list(here.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- refused at the door
 def _assert_refused(done: subprocess.CompletedProcess, code: int, *words: str) -> str:
     lines = done.stderr.strip().splitlines()

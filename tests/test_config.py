@@ -146,15 +146,16 @@ def test_month_in_config_and_catalog_paths_are_checked(checkout, tmp_path):
 
 
 def test_local_path_takes_paths_and_file_urls_and_refuses_object_stores(tmp_path, monkeypatch):
+    """The config file is read by the client itself, so it must be local; file:// URLs are local paths."""
     monkeypatch.chdir(tmp_path)
-    assert local_path("d/x", "--out") == tmp_path / "d" / "x"
-    assert local_path((tmp_path / "a b").as_uri(), "--out") == tmp_path / "a b"  # %20 decoded
-    assert local_path("file://localhost/srv/data", "--out") == Path("/srv/data")
-    assert local_path("FILE:///srv/data", "--out") == Path("/srv/data")
-    for url, message in [("s3://bucket/data", "s3:// storage is not supported"),
-                         ("abfs://c@acct/data", "abfs:// storage is not supported"),
+    assert local_path("d/x", "--config") == tmp_path / "d" / "x"
+    assert local_path((tmp_path / "a b").as_uri(), "--config") == tmp_path / "a b"  # %20 decoded
+    assert local_path("file://localhost/srv/data", "--config") == Path("/srv/data")
+    assert local_path("FILE:///srv/data", "--config") == Path("/srv/data")
+    for url, message in [("s3://bucket/conf.yaml", "must be a local path or file:// URL"),
+                         ("ftp://host/conf.yaml", "ftp:// is not a supported storage"),
                          ("file://otherhost/srv", "found host 'otherhost'")]:
         with pytest.raises(UsageError, match=message):
-            local_path(url, "--data-dir")
+            local_path(url, "--config")
     catalog = Catalog(load_config(), data_dir=(tmp_path / "d").as_uri(), out_dir="file:///srv/out")
     assert (catalog.data_dir, catalog.out_dir) == (tmp_path / "d", Path("/srv/out"))

@@ -1,0 +1,167 @@
+"""Locations (local paths, file:// and object-store URLs) and the object-store side of atomic writes and the lock.
+
+The store is moto's S3 server on 127.0.0.1 (the `s3_server` fixture); s3fs talks to it
+exactly as to S3. Each check is also made against the local-disk behaviour it mirrors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import fsspec
+import pandas as pd
+import pytest
+from upath import UPath
+
+from mailseg_dist.atomic import atomic_dir, atomic_path, folder_lock, write_json
+from mailseg_dist.errors import InputDataError, UsageError
+from mailseg_dist.paths import Catalog
+from mailseg_dist.config import load_config
+from mailseg_dist.readers import check_file
+from mailseg_dist.storage import (as_location, check_store, is_remote, local_copy, location, open_parquet,
+                                  remove_tree, write_frame)
+
+
+# ---------------------------------------------------------------- locations (no store needed)
+def test_location_keeps_local_paths_local_and_object_stores_as_upaths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert location("d/x", "--out") == tmp_path / "d" / "x"
+    assert location((tmp_path / "a b").as_uri(), "--out") == tmp_path / "a b"
+    found = location("s3://bucket/data/users", "--data-dir")
+    assert isinstance(found, UPath) and is_remote(found) and not is_remote(tmp_path)
+    assert (str(found / "month=2026-01"), found.protocol) == ("s3://bucket/data/users/month=2026-01", "s3")
+    assert as_location(str(found)) == found and as_location(tmp_path) is tmp_path
+
+
+@pytest.mark.parametrize("url, message", [
+    ("ftp://host/data", "--data-dir ftp://host/data: ftp:// is not a supported storage"),
+    ("http://host/data", "http:// is not a supported storage"),
+    ("file://otherhost/srv", "found host 'otherhost'"),
+])
+def test_location_refuses_what_it_cannot_store_to_in_one_line(url, message):
+    with pytest.raises(UsageError, match=message) as caught:
+        location(url, "--data-dir")
+    assert "\n" not in str(caught.value)
+
+
+def test_location_names_the_package_a_store_needs(monkeypatch):
+    real = fsspec.get_filesystem_class
+
+    def without_gcsfs(protocol):
+        if protocol == "gs":
+            raise ImportError("Install gcsfs to access Google Storage")
+        return real(protocol)
+
+    monkeypatch.setattr(fsspec, "get_filesystem_class", without_gcsfs)
+    with pytest.raises(UsageError, match=r"--out gs://b/x: gs:// needs the gcsfs package \(pip install gcsfs\)"):
+        location("gs://b/x", "--out")
+
+
+# ---------------------------------------------------------------- the store itself (moto on loopback)
+def test_catalog_on_a_store_checks_the_bucket_once_at_the_door(bucket, s3_server):
+    catalog = Catalog(load_config(), data_dir=f"{bucket}/data", out_dir=f"{bucket}/Resultados")
+    assert str(catalog.users("2026-01")) == f"{bucket}/data/parquet/users/month=2026-01"
+    with pytest.raises(UsageError, match=r"output folder s3://no-such-bucket-x/R: bucket 'no-such-bucket-x' "
+                                         "not found"):
+        Catalog(load_config(), out_dir="s3://no-such-bucket-x/R")
+
+
+def test_an_unreachable_store_is_one_line(monkeypatch):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for name, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "x",
+                        "AWS_SECRET_ACCESS_KEY": "x", "AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    path = UPath("s3://somewhere/out", skip_instance_cache=True, config_kwargs={"connect_timeout": 2,
+                                                                               "retries": {"max_attempts": 1}})
+    with pytest.raises(UsageError, match=r"^output folder s3://somewhere/out: storage did not answer") as caught:
+        check_store(path, "output folder")
+    assert "\n" not in str(caught.value)
+
+
+def test_atomic_path_on_a_store_replaces_the_object_whole_or_not_at_all(bucket):
+    target = as_location(f"{bucket}/Resultados/run_summary.json")
+    write_json(target, {"run": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target, suffix=".json") as tmp:
+            tmp.write_text('{"run": 2, "half')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"run": 1}  # the failed writer changed nothing
+    write_json(target, {"run": 3})
+    assert json.loads(target.read_text()) == {"run": 3}
+    assert [p.name for p in target.parent.iterdir()] == ["run_summary.json"]  # no temporary objects
+
+
+def test_atomic_dir_on_a_store_swaps_the_folder_and_leaves_no_temporaries(bucket):
+    final = as_location(f"{bucket}/data/users/month=2026-01")
+    for version, names in ((1, ["part-00000", "part-00001", "part-00002"]), (2, ["part-00000"])):
+        with atomic_dir(final) as tmp:
+            assert is_remote(tmp) and tmp.name.startswith(".month=2026-01.")
+            for name in names:
+                write_frame(pd.DataFrame({"v": [version]}), tmp / f"{name}.parquet")
+        assert sorted(p.name for p in final.iterdir()) == [f"{n}.parquet" for n in names]
+    assert open_parquet(final / "part-00000.parquet").read().to_pydict() == {"v": [2]}
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            write_frame(pd.DataFrame({"v": [3]}), tmp / "part-00000.parquet")
+            raise RuntimeError("failed mid-layer")
+    assert open_parquet(final / "part-00000.parquet").read().to_pydict() == {"v": [2]}
+    assert [p.name for p in final.parent.iterdir()] == ["month=2026-01"]
+
+
+def test_atomic_dir_on_a_store_removes_a_dead_writers_leftovers(bucket):
+    final = as_location(f"{bucket}/data/raw/month=2026-01")
+    dead = final.parent / f".month=2026-01.999999999@{socket.gethostname()}.abc123.tmpdir"
+    live = final.parent / f".month=2026-01.{os.getpid()}@{socket.gethostname()}.def456.tmpdir"
+    for leftover in (dead, live):
+        write_frame(pd.DataFrame({"v": [0]}), leftover / "part-00000.parquet")
+    with atomic_dir(final) as tmp:
+        write_frame(pd.DataFrame({"v": [1]}), tmp / "part-00000.parquet")
+    names = sorted(p.name for p in final.parent.iterdir())
+    assert names == sorted([live.name, "month=2026-01"])  # a live writer's temporary is never touched
+
+
+def test_folder_lock_on_a_store_refuses_a_second_job_and_names_the_holder(bucket):
+    folder = as_location(f"{bucket}/Resultados")
+    with folder_lock(folder, "mailseg run"):
+        with pytest.raises(UsageError, match=rf"{folder}: locked by another mailseg job \(pid {os.getpid()} on "):
+            with folder_lock(folder, "mailseg run"):
+                pass
+    assert not (folder / ".mailseg.lock").exists()
+    # a lock left by a killed job on this host is taken over
+    (folder / ".mailseg.lock").write_text(json.dumps({"pid": 999999999, "host": socket.gethostname()}))
+    with folder_lock(folder, "mailseg run") as lock:
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_reading_an_input_object_names_its_url_not_the_download(bucket, tmp_path):
+    for name, content in (("empty.csv", b""), ("junk.xlsx", b"not a workbook"), ("ok.csv", b"Id,send\n1,2\n")):
+        as_location(f"{bucket}/in/{name}").write_bytes(content)
+    with pytest.raises(InputDataError, match=rf"^{bucket}/in/empty.csv: empty file \(0 bytes\)"):
+        check_file(f"{bucket}/in/empty.csv")
+    with pytest.raises(InputDataError, match=rf"^{bucket}/in/nothing.csv: no such file"):
+        check_file(f"{bucket}/in/nothing.csv")
+    with pytest.raises(InputDataError, match=rf"^{bucket}/in: is a directory"):
+        check_file(f"{bucket}/in")
+    from mailseg_dist.readers import read_chunks
+
+    with pytest.raises(InputDataError, match=rf"^{bucket}/in/junk.xlsx: is not an xlsx workbook"):
+        with local_copy(f"{bucket}/in/junk.xlsx") as local:
+            read_chunks(local, load_config()["ingest"])
+    with local_copy(f"{bucket}/in/ok.csv") as local:
+        assert not is_remote(local) and local.read_bytes() == b"Id,send\n1,2\n"
+    assert not local.exists()  # the download is removed after reading
+    with local_copy(tmp_path) as same:
+        assert same == tmp_path
+
+
+def test_remove_tree_removes_a_prefix_and_tolerates_absence(bucket):
+    folder = as_location(f"{bucket}/x")
+    write_frame(pd.DataFrame({"v": [1]}), folder / "a" / "p.parquet")
+    remove_tree(folder)
+    remove_tree(folder)
+    assert not folder.exists()
