@@ -14,6 +14,9 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
+
+import s3fs
 
 from cluster_helpers import LOOPBACK, free_port
 
@@ -46,8 +49,6 @@ class S3Server:
 
     def new_bucket(self) -> str:
         """A fresh, empty bucket; returns its s3:// URL."""
-        import s3fs
-
         name = f"mailseg-{uuid.uuid4().hex[:12]}"
         s3fs.S3FileSystem(endpoint_url=self.endpoint, key=self.env["AWS_ACCESS_KEY_ID"],
                           secret=self.env["AWS_SECRET_ACCESS_KEY"]).mkdir(name)
@@ -61,3 +62,17 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def store_fs() -> s3fs.S3FileSystem:
+    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+
+
+def download(url: str, dest: Path) -> list[str]:
+    """Copy every object under `url` into `dest`; returns their names relative to `url`, sorted."""
+    fs, prefix = store_fs(), url.removeprefix("s3://")
+    names = sorted(key[len(prefix) + 1:] for key in fs.find(prefix))
+    for name in names:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(f"{prefix}/{name}", str(dest / name))
+    return names

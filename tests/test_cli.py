@@ -6,69 +6,25 @@ folder, so the data/ and Resultados/ it writes never touch the checkout.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
-import yaml
 
+from cli_helpers import assert_one_line_error, mailseg, one_json_last_line, read_users, sha256, write_config
 from jobs.cli import build_parser
 from mailseg_dist.config import load_config
 from mailseg_dist.features import feature_frame
 
 REPO = Path(__file__).resolve().parent.parent
-MAILSEG = shutil.which("mailseg") or str(Path(sys.executable).parent / "mailseg")
 SMALL = {"ingest": {"chunk_rows": 1000}, "quality": {"bootstrap_rounds": 2}, "model": {"k_max": 5}}
 OUTPUT_FILES = ["modelo_clustering.pkl", "escalador.pkl", "modelo_metadata.json", "modelo.json", "segmentos.json",
                 "resultados_clustering.xlsx", "informe.html", "run_summary.json"]
 FIGURES = ["codo.png", "calidad_k.png", "segmentos.png", "perfiles.png", "pca.png", "silueta.png"]
-
-
-# ---------------------------------------------------------------- helpers (copied in test_score/test_reliability)
-def mailseg(*args, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run([MAILSEG, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=env)
-
-
-def one_json_last_line(proc: subprocess.CompletedProcess) -> dict:
-    """The --json contract: the last stdout line is a JSON object and no other line is one."""
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert lines, f"no stdout; stderr: {proc.stderr}"
-    summary = json.loads(lines[-1])
-    assert isinstance(summary, dict)
-    for line in lines[:-1]:
-        with pytest.raises(ValueError):
-            json.loads(line)
-    return summary
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("mailseg: error:")]
-    assert len(errors) == 1, proc.stderr
-    for needle in needles:
-        assert needle in errors[0], (needle, errors[0])
-    return errors[0]
-
-
-def write_config(path: Path, overrides: dict) -> Path:
-    path.write_text(yaml.safe_dump(overrides), encoding="utf-8")
-    return path
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def verified_pickles(out: Path) -> tuple:
@@ -77,10 +33,6 @@ def verified_pickles(out: Path) -> tuple:
     for name in ("modelo_clustering.pkl", "escalador.pkl"):
         assert sha256(out / name) == recorded[name]["sha256"], name
     return joblib.load(out / "modelo_clustering.pkl"), joblib.load(out / "escalador.pkl")
-
-
-def read_users(folder: Path, columns=None) -> pd.DataFrame:
-    return pq.read_table(folder, columns=columns).to_pandas()
 
 
 def assert_model_reproduces_clusters(out: Path, fcfg: dict) -> pd.DataFrame:

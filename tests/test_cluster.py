@@ -211,7 +211,7 @@ def test_worker_killed_during_fit_changes_nothing_but_the_summary(tmp_path, user
 def test_cluster_run_on_an_object_store_equals_the_disk_run(tmp_path, users_csv, config, cluster_run, bucket):
     """Input, data layers and outputs in S3 (moto on loopback): the workers and the client share no folder,
     and the run still gives the disk run's labels, centres and files."""
-    from test_storage_cli import download, store_fs
+    from store_helpers import download, store_fs
 
     store_fs().put_file(str(users_csv), f"{bucket.removeprefix('s3://')}/in/users.csv")
     here = tmp_path / "client-cwd"
@@ -421,7 +421,8 @@ def test_data_larger_than_worker_memory_completes(tmp_path):
     print(f"{MEM_ROWS} users on 2 workers of {MEM_WORKER_LIMIT_MIB} MiB ({total_limit / 2**20:.0f} MiB in all): "
           f"clean users in pandas {users_bytes / 2**20:.0f} MiB ({users_bytes / total_limit:.2f}x the limit), "
           f"scaled features {MEM_ROWS * 64 / 2**20:.0f} MiB, per-user results {results_bytes / 2**20:.0f} MiB "
-          f"({results_bytes / total_limit:.2f}x); run {summary['timings']['total']:.0f} s, peak worker RSS "
+          f"({results_bytes / total_limit:.2f}x); run {summary['timings']['total']:.0f} s "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in summary['timings'].items() if k != 'total')}), peak worker RSS "
           + ", ".join(f"{v / 2**20:.0f} MiB" for v in watch.peaks.values()))
 
 

@@ -13,11 +13,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,8 +29,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-MAILSEG = shutil.which("mailseg") or str(Path(sys.executable).parent / "mailseg")
-ENV = {**os.environ, "MPLBACKEND": "Agg"}
+from cli_helpers import MAILSEG, mailseg, sha256
+
+CHILD_ENV = {**os.environ, "MPLBACKEND": "Agg"}
 MONTH = "2026-05"
 OUTPUTS = {"modelo_clustering.pkl", "escalador.pkl", "modelo_metadata.json", "modelo.json", "segmentos.json",
            "resultados_clustering.xlsx", "informe.html", "run_summary.json", "usuarios", "figuras"}
@@ -40,15 +39,6 @@ FIGURES = {"codo.png", "calidad_k.png", "segmentos.png", "perfiles.png", "pca.pn
 TEMPORARY = re.compile(r"^\..+\.tmp(dir)?$")  # hidden and suffixed: never matches an output name or glob
 SMALL = {"ingest": {"chunk_rows": 1000}, "quality": {"bootstrap_rounds": 2},
          "cluster": {"n_workers": 2, "dashboard": False}}
-
-
-def mailseg(*args, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([MAILSEG, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=ENV)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def parquet_rows(folder: Path) -> int:
@@ -63,7 +53,7 @@ class Job:
 
     def __init__(self, args: list, cwd: Path):
         self.started_ns = time.time_ns()
-        self.proc = subprocess.Popen([MAILSEG, *map(str, args)], cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([MAILSEG, *map(str, args)], cwd=cwd, env=CHILD_ENV, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -432,7 +422,7 @@ def _client_profile(root: Path, data: Path, name: str, config: Path, collect: bo
     """Peak RSS of the client process only, per stage (sampled every 20 ms) and overall (ru_maxrss)."""
     argv = [sys.executable, str(root / "wrapper.py"), *(["--collect"] if collect else []), "run", str(data),
             "--data-dir", f"data_{name}", "--out", f"out_{name}", "--k", "4", "--config", str(config)]
-    proc = subprocess.Popen(argv, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=root, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = psutil.Process(proc.pid)  # the workers are other processes: never counted here
     marks: list[tuple[float, str]] = []
     reader = threading.Thread(target=lambda: marks.extend((time.monotonic(), line) for line in proc.stderr),

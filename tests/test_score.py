@@ -6,54 +6,27 @@ Dask cluster with --scheduler so no LocalCluster is started per command.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import joblib
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from cli_helpers import mailseg, one_json_last_line, sha256
+from cli_helpers import read_users as read_parquet
 from mailseg_dist.config import load_config
 from mailseg_dist.features import feature_frame
 
-MAILSEG = shutil.which("mailseg") or str(Path(sys.executable).parent / "mailseg")
 MODEL_FILES = ["modelo_clustering.pkl", "escalador.pkl", "modelo_metadata.json", "modelo.json", "segmentos.json"]
 BAD_ROWS = [  # (Id, send, bounce, open, click, Total, Comprador, hour, day_of_week) as CSV text
     ["", "3", "0", "1", "0", "4", "1", "18.5", "2"],          # no Id
     ["990000001", "abc", "0", "1", "0", "4", "1", "18.5", "2"],  # send is not a number
     ["990000002", "3", "0", "1", "0", "4", "1", "25", "2"],      # hour out of range
 ]
-
-
-def mailseg(*args, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run([MAILSEG, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=env)
-
-
-def one_json_last_line(proc: subprocess.CompletedProcess) -> dict:
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    summary = json.loads(lines[-1])
-    assert isinstance(summary, dict)
-    for line in lines[:-1]:
-        with pytest.raises(ValueError):
-            json.loads(line)
-    return summary
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_parquet(folder: Path, columns=None) -> pd.DataFrame:
-    return pq.read_table(folder, columns=columns).to_pandas()
 
 
 @pytest.fixture(scope="module")

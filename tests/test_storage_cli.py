@@ -12,26 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import s3fs
-
-from test_cli import assert_one_line_error, mailseg, one_json_last_line, read_users, write_config
+from cli_helpers import assert_one_line_error, mailseg, one_json_last_line, read_users, write_config
+from store_helpers import download, store_fs
 
 SMALL = {"ingest": {"chunk_rows": 700}, "quality": {"bootstrap_rounds": 2}}
 RUN_FACTS = ["k", "rows_in", "rows_kept", "rows_rejected", "rows_reconciled", "input_sha256", "segments"]
-
-
-def store_fs() -> s3fs.S3FileSystem:
-    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
-
-
-def download(url: str, dest: Path) -> list[str]:
-    """Copy every object under `url` into `dest`; returns their names relative to `url`, sorted."""
-    fs, prefix = store_fs(), url.removeprefix("s3://")
-    names = sorted(key[len(prefix) + 1:] for key in fs.find(prefix))
-    for name in names:
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        fs.get_file(f"{prefix}/{name}", str(dest / name))
-    return names
 
 
 def local_names(folder: Path) -> list[str]:

@@ -15,7 +15,7 @@ from mailseg_dist.config import load_config
 from mailseg_dist.features import feature_frame
 from mailseg_dist.modelling import fit_segments
 from mailseg_dist.update import matching
-from test_cli import assert_one_line_error, mailseg, one_json_last_line, read_users, write_config
+from cli_helpers import assert_one_line_error, mailseg, one_json_last_line, read_users, write_config
 
 SMALL = {"ingest": {"chunk_rows": 1000}, "quality": {"bootstrap_rounds": 2}}
 
