@@ -27,31 +27,52 @@ _YES = {"1", "si", "yes", "true", "s", "y", "verdadero"}
 _NO = {"0", "no", "false", "n", "falso"}
 
 
+# Columns are cleaned vectorised where their values allow it (numbers, or text and blanks only);
+# per-value Python runs only for mixed columns and for the few rows that have a problem.
+
+
+def _all_text(col: pd.Series) -> bool:
+    return pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty")
+
+
 def _as_number(col: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         return col.astype("float64")
-    text = col.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+    if _all_text(col):
+        text = col.astype(object).str.strip()
+    else:
+        text = col.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
     return pd.to_numeric(text, errors="coerce").astype("float64")
 
 
 def _blank(col: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(col):
         return col.isna()
+    if _all_text(col):
+        return col.isna() | col.astype(object).str.strip().eq("").fillna(False).astype(bool)
     return col.isna() | col.astype(object).map(lambda v: isinstance(v, str) and not v.strip())
 
 
 class _Problems:
-    """Collects (column, reason) per row; the ledger joins them."""
+    """Collects (column, reason) per row with a problem (most rows have none); the ledger joins them."""
 
     def __init__(self, n: int):
-        self.columns = [[] for _ in range(n)]
-        self.reasons = [[] for _ in range(n)]
+        self.n = n
+        self.found: dict[int, tuple[list, list]] = {}  # row position → (columns, reasons), in order found
         self.silenced = np.zeros(n, dtype=bool)  # blank rows: one reason is enough
 
     def add(self, mask: np.ndarray, column: str, reason: str) -> None:
         for i in np.flatnonzero(mask & ~self.silenced):
-            self.columns[i].append(column)
-            self.reasons[i].append(reason)
+            columns, reasons = self.found.setdefault(int(i), ([], []))
+            columns.append(column)
+            reasons.append(reason)
+
+    def joined(self, which: int, index) -> pd.Series:
+        """';'-joined columns (which=0) or reasons (which=1) per row, None for a valid row."""
+        values = np.full(self.n, None, dtype=object)
+        for i, lists in self.found.items():
+            values[i] = ";".join(lists[which])
+        return pd.Series(values, index=index, dtype=object)
 
 
 def _check_counts(frame, out, problems, ccfg):
@@ -76,9 +97,13 @@ def _check_counts(frame, out, problems, ccfg):
 
 
 def _check_buyer(frame, out, problems):
-    text = frame[BUYER].astype(object).map(lambda v: None if v is None else normalize(v))
-    as_num = _as_number(frame[BUYER])
-    value = np.where(text.isin(_YES) | (as_num == 1), 1, np.where(text.isin(_NO) | (as_num == 0), 0, -1))
+    raw = frame[BUYER]
+    as_num = _as_number(raw).to_numpy()
+    value = np.where(as_num == 1, 1, np.where(as_num == 0, 0, -1))
+    words = (value < 0) & raw.notna().to_numpy()  # only non-numbers can be sí/no/yes/true...
+    if words.any():
+        text = raw[words].astype(object).map(normalize)
+        value[words] = np.where(text.isin(_YES), 1, np.where(text.isin(_NO), 0, -1))
     problems.add(value < 0, BUYER, "expected 0 or 1")
     out[BUYER] = np.where(value < 0, 0, value).astype("int64")
 
@@ -89,8 +114,11 @@ def _check_averages(frame, out, problems):
     out["hour"] = np.nan_to_num(hour, nan=0.0, posinf=0.0, neginf=0.0)
     raw_day = frame["day_of_week"]
     day = _as_number(raw_day)
-    names = raw_day.astype(object).map(lambda v: WEEKDAYS.get(normalize(v)) if isinstance(v, str) else None)
-    day = day.where(day.notna(), pd.to_numeric(names, errors="coerce")).to_numpy(dtype="float64")
+    day = day.to_numpy(dtype="float64", copy=True)
+    words = np.isnan(day) & raw_day.notna().to_numpy()  # only non-numbers can be weekday names
+    if words.any():
+        names = raw_day[words].astype(object).map(lambda v: WEEKDAYS.get(normalize(v)) if isinstance(v, str) else None)
+        day[words] = pd.to_numeric(names, errors="coerce").to_numpy(dtype="float64")
     problems.add(~(np.isfinite(day) & (day >= 0) & (day < 7)), "day_of_week",
                  "expected a number in [0, 7) or a weekday name")
     out["day_of_week"] = np.nan_to_num(day, nan=0.0, posinf=0.0, neginf=0.0)
@@ -130,19 +158,29 @@ def coerce_partition(frame: pd.DataFrame, id_type: str, ccfg: dict) -> pd.DataFr
     out[ENGAGEMENT] = (weights["open"] * out["open"] + weights["click"] * out["click"]
                        + weights["Comprador"] * out[BUYER]).astype("float64")
     out[SOURCE_ROW] = frame[SOURCE_ROW].astype("int64")
-    out["_column"] = pd.Series([";".join(c) or None for c in problems.columns], index=frame.index, dtype=object)
-    out["_reason"] = pd.Series([";".join(r) or None for r in problems.reasons], index=frame.index, dtype=object)
+    out["_column"] = problems.joined(0, frame.index)
+    out["_reason"] = problems.joined(1, frame.index)
     out["_value"] = _failing_values(frame, problems)
-    out["Id_raw"] = frame[ID].astype(object).map(lambda v: _shown(v) or None)
+    out["Id_raw"] = _id_shown(frame[ID])
     return out[[*CLEAN_COLUMNS, SOURCE_ROW, "Id_raw", "_column", "_reason", "_value"]]
 
 
 def _failing_values(frame: pd.DataFrame, problems: _Problems) -> pd.Series:
-    values = []
-    for i, cols in enumerate(problems.columns):
+    values = np.full(len(frame), None, dtype=object)
+    for i, (cols, _) in problems.found.items():
         seen = dict.fromkeys(c for c in cols if c != "*")
-        values.append(";".join(_shown(frame[c].iloc[i]) for c in seen) or None)
+        values[i] = ";".join(_shown(frame[c].iloc[i]) for c in seen) or None
     return pd.Series(values, index=frame.index, dtype=object)
+
+
+def _id_shown(raw: pd.Series) -> pd.Series:
+    """The Id cell as the ledger shows it (None when blank)."""
+    if pd.api.types.is_integer_dtype(raw) and not raw.isna().any():
+        return pd.Series(raw.to_numpy().astype(str).astype(object), index=raw.index)  # dtype inferred, as map does
+    if _all_text(raw):
+        text = raw.astype(object)
+        return pd.Series(text.where(text.notna() & text.ne(""), None).to_numpy(), index=raw.index)
+    return raw.astype(object).map(lambda v: _shown(v) or None)
 
 
 def _shown(value: object) -> str:

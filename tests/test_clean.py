@@ -250,3 +250,37 @@ def test_config_dict_is_not_mutated(tmp_path):
     raw = write_raw_layer(tmp_path / "raw", mixed_parts())
     clean_layer(raw, tmp_path / "u", tmp_path / "r", "int", ccfg)
     assert ccfg == CCFG
+
+
+@pytest.mark.parametrize("null_counts", ["zero", "reject"])
+def test_vectorised_and_per_value_paths_clean_alike(null_counts):
+    """Typed columns (Parquet), all-text columns (CSV) and mixed columns (text beside numbers: the per-value
+    path) give the same clean rows and the same ledger text for the same cells."""
+    rng = np.random.default_rng(7)
+    n = 400
+    typed = pd.DataFrame({"Id": np.arange(1, n + 1), **{c: rng.integers(0, 9, n) for c in
+                                                         ["send", "bounce", "open", "click", "Total"]},
+                          "Comprador": rng.integers(0, 2, n), "hour": rng.uniform(0, 24, n).round(2),
+                          "day_of_week": rng.integers(0, 7, n).astype(float), SOURCE_ROW: np.arange(2, n + 2)})
+    words = {"Comprador": ["sí", "no", "yes", "maybe"], "day_of_week": ["lunes", "Sunday", "someday"],
+             "open": ["", " ", "x"], "Id": ["", "12.5"]}
+    text = typed.astype(str).astype(object)
+    text[SOURCE_ROW] = typed[SOURCE_ROW]
+    altered = np.zeros(n, dtype=bool)
+    for column, choices in words.items():  # some cells become words or blanks, in text form only
+        rows = rng.choice(n, size=40, replace=False)
+        text.loc[rows, column] = rng.choice(choices, size=len(rows))
+        altered[rows] = True
+    mixed = text.copy()
+    for column in ["send", "hour", "Comprador", "Id"]:  # numbers beside text: the per-value path
+        numeric = pd.to_numeric(mixed[column], errors="coerce")
+        mixed[column] = [v if pd.isna(x) else (int(x) if float(x).is_integer() else float(x))
+                         for v, x in zip(mixed[column], numeric)]
+    ccfg = {**CCFG, "null_counts": null_counts}
+    clean_typed = coerce_partition(typed, "int", ccfg)
+    clean_text, clean_mixed = coerce_partition(text, "int", ccfg), coerce_partition(mixed, "int", ccfg)
+    assert clean_typed["_reason"].isna().all() and 0 < clean_text["_reason"].notna().sum() < altered.sum()
+    pd.testing.assert_frame_equal(clean_text[~altered], clean_typed[~altered], check_dtype=False)
+    pd.testing.assert_frame_equal(clean_mixed[CLEAN_COLUMNS + ["_column", "_reason"]],
+                                  clean_text[CLEAN_COLUMNS + ["_column", "_reason"]])
+    assert clean_text["Id_raw"].fillna("").tolist() == text["Id"].tolist()  # as written, blank for a blank
