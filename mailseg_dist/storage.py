@@ -86,8 +86,12 @@ def check_store(path, what: str) -> None:
         raise UsageError(f"{what} {path}: bucket {bucket!r} not found or not accessible with these credentials") \
             from None
     except Exception as exc:  # endpoint, network, credentials: whatever the store says, on one line
-        message = str(exc).splitlines()[0] if str(exc) else "no message"
-        raise UsageError(f"{what} {path}: storage did not answer ({type(exc).__name__}: {message})") from None
+        raise store_error(f"{what} {path}", exc) from None
+
+
+def store_error(where: str, exc: Exception) -> UsageError:
+    message = str(exc).splitlines()[0] if str(exc) else "no message"
+    return UsageError(f"{where}: storage did not answer ({type(exc).__name__}: {message})")
 
 
 def remove_tree(path) -> None:
@@ -162,4 +166,9 @@ def file_info(path) -> dict:
     if not is_remote(path):
         stat = path.stat()
         return {"type": "directory" if path.is_dir() else "file", "size": stat.st_size}
-    return path.fs.info(path.path)
+    try:
+        return path.fs.info(path.path)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except Exception as exc:
+        raise store_error(str(path), exc) from None

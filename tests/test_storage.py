@@ -81,6 +81,8 @@ def test_an_unreachable_store_is_one_line(monkeypatch):
     with pytest.raises(UsageError, match=r"^output folder s3://somewhere/out: storage did not answer") as caught:
         check_store(path, "output folder")
     assert "\n" not in str(caught.value)
+    with pytest.raises(UsageError, match=r"^s3://somewhere/in.csv: storage did not answer"):
+        check_file(path.parent / "in.csv")
 
 
 def test_atomic_path_on_a_store_replaces_the_object_whole_or_not_at_all(bucket):
@@ -165,3 +167,11 @@ def test_remove_tree_removes_a_prefix_and_tolerates_absence(bucket):
     remove_tree(folder)
     remove_tree(folder)
     assert not folder.exists()
+
+
+def test_catalog_lists_the_months_in_a_store(bucket):
+    catalog = Catalog(load_config(), data_dir=f"{bucket}/data")
+    for month in ("2026-02", "2026-01"):
+        write_frame(pd.DataFrame({"v": [1]}), catalog.users(month) / "part-00000.parquet")
+    write_frame(pd.DataFrame({"v": [1]}), catalog.users("2026-01").parent / "month=junk" / "part-00000.parquet")
+    assert catalog.months() == ["2026-01", "2026-02"]
