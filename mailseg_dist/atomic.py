@@ -141,17 +141,30 @@ def atomic_dir(final) -> Iterator[Path]:
 @contextlib.contextmanager
 def _stored_dir(final) -> Iterator:
     """A store's folder is a key prefix, with no rename: the new version is written under a hidden
-    prefix, then the old version is removed and the new one moved in, object by object."""
+    prefix, copied over the old one object by object, and only then are the old version's
+    leftover objects removed. A copy that fails keeps the hidden prefix (the whole new version),
+    so no failure loses both versions."""
     for stale, _ in _dead_leftovers(final):
         remove_tree(stale)
     tmp = final.parent / f".{final.name}.{_owner_tag()}.{secrets.token_hex(6)}.tmpdir"
     try:
         yield tmp
-        remove_tree(final)
-        keys = final.fs.find(tmp.path)  # the objects, listed after every writer finished
-        final.fs.copy(keys, [final.path + key[len(tmp.path):] for key in keys])  # server-side copies
-    finally:
-        remove_tree(tmp)
+    except BaseException:
+        remove_tree(tmp)  # nothing was published: the old version is untouched
+        raise
+    _publish_objects(tmp, final)
+    remove_tree(tmp)
+
+
+def _publish_objects(tmp, final) -> None:
+    fs = final.fs
+    keys = fs.find(tmp.path)  # the objects, listed after every writer finished
+    published = [final.path + key[len(tmp.path):] for key in keys]
+    fs.copy(keys, published)  # server-side copies
+    replaced = set(published)
+    outdated = [key for key in fs.find(final.path) if key not in replaced]
+    if outdated:
+        fs.rm(outdated)
 
 
 def _recover_dir(final: Path) -> None:

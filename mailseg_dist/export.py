@@ -39,7 +39,7 @@ from .recommend import user_recommendations
 from .sampling import hash_uniform
 from .scaler import parquet_files
 from .schema import CLEAN_COLUMNS, ID
-from .storage import as_location, open_parquet, write_parquet
+from .storage import as_location, open_parquet, parquet_metadata, write_parquet
 from .texts import POPULATION, SEGMENT_HEADERS, WEEKDAYS, check_lang
 from .progress import compute
 
@@ -160,36 +160,40 @@ def write_user_results(users_path, out_dir, model_result, segment_table: pd.Data
 def _sample_cut(files: list[Path], size: int, seed: int) -> float:
     """Hash value of the `size`-th smallest Id hash (kept in a bounded buffer of ~2 × size values)."""
     best = np.zeros(0)
-    for path in files:
-        for batch in open_parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[ID]):
-            best = np.concatenate([best, hash_uniform(batch.column(0).to_pandas(), seed)])
-            if len(best) > 2 * size:
-                best = np.partition(best, size - 1)[:size]
+    for batch in _batches(files, [ID]):
+        best = np.concatenate([best, hash_uniform(batch.column(0).to_pandas(), seed)])
+        if len(best) > 2 * size:
+            best = np.partition(best, size - 1)[:size]
     return float(np.partition(best, size - 1)[size - 1])
+
+
+def _batches(files: list[Path], columns: list[str]):
+    for path in files:
+        with open_parquet(path) as parquet:
+            yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
 def _write_users_sheet(ws, files: list[Path], cut: float | None, size: int, seed: int, row: int) -> None:
     text_cols = [c for c in RESULT_COLUMNS if c in TEXT_COLUMNS]
     written = 0
-    for path in files:
-        for batch in open_parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=RESULT_COLUMNS):
-            frame = batch.to_pandas()
-            if cut is not None:
-                frame = frame[hash_uniform(frame[ID], seed) <= cut].head(size - written)
-            id_text = not pd.api.types.is_numeric_dtype(frame[ID])
-            numbers = frame[RESULT_COLUMNS[1:-len(text_cols)]].astype(object)
-            numbers = numbers.where(frame[numbers.columns].notna(), None).to_numpy().tolist()
-            texts = frame[text_cols].astype(object).where(frame[text_cols].notna(), "").to_numpy().tolist()
-            for uid, nums, words in zip(frame[ID].tolist(), numbers, texts):
-                if id_text:
-                    ws.write_string(row, 0, str(uid))
-                else:
-                    ws.write_number(row, 0, uid)
-                ws.write_row(row, 1, nums)
-                for j, word in enumerate(words):
-                    ws.write_string(row, 1 + len(nums) + j, str(word))
-                row += 1
-            written += len(frame)
+    for batch in _batches(files, RESULT_COLUMNS):
+        frame = batch.to_pandas()
+        if cut is not None:
+            frame = frame[hash_uniform(frame[ID], seed) <= cut].head(size - written)
+        id_text = not pd.api.types.is_numeric_dtype(frame[ID])
+        numbers = frame[RESULT_COLUMNS[1:-len(text_cols)]].astype(object)
+        numbers = numbers.where(frame[numbers.columns].notna(), None).to_numpy().tolist()
+        texts = frame[text_cols].astype(object).where(frame[text_cols].notna(), "").to_numpy().tolist()
+        for uid, nums, words in zip(frame[ID].tolist(), numbers, texts):
+            if id_text:
+                ws.write_string(row, 0, str(uid))
+            else:
+                ws.write_number(row, 0, uid)
+            ws.write_row(row, 1, nums)
+            for j, word in enumerate(words):
+                ws.write_string(row, 1 + len(nums) + j, str(word))
+            row += 1
+        written += len(frame)
 
 
 def _cell(ws, row: int, col: int, value, fmt=None) -> None:
@@ -242,7 +246,7 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
     """Sheets Clusters, Recomendaciones, Eleccion_k; streamed with bounded memory; returns the path."""
     check_lang(lang)
     files = parquet_files(results_path)
-    total = sum(open_parquet(p).metadata.num_rows for p in files)
+    total = sum(parquet_metadata(p).num_rows for p in files)
     limit, seed = int(cfg["report"]["excel_max_rows"]), int(cfg["model"]["seed"])
     if not 2 <= limit <= 1_048_575:
         raise ValueError(f"report.excel_max_rows expected 2..1048575 (Excel's data rows), found {limit}")

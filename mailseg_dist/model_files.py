@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import warnings
 from pathlib import Path
@@ -108,15 +109,15 @@ def _verified(model_dir: Path, name: str, trust_unverified: bool):
         expected = json.loads(meta_path.read_text(encoding="utf-8"))["files"][name]["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         expected = None
-    if expected is None or expected != _sha256(path):
+    content = path.read_bytes()  # hashed and unpickled from the same bytes: a swap in between cannot slip through
+    if expected is None or expected != hashlib.sha256(content).hexdigest():
         problem = ("no SHA-256 for it in " + METADATA_JSON) if expected is None else \
             "its SHA-256 does not match " + METADATA_JSON
         if not trust_unverified:
             raise InputDataError(f"{path}: refusing to unpickle, {problem} (pass trust_unverified=True only for a "
                                  "file you trust)")
         warnings.warn(f"{path}: unpickling an unverified file ({problem})", stacklevel=3)
-    with path.open("rb") as handle:
-        return joblib.load(handle)
+    return joblib.load(io.BytesIO(content))
 
 
 def load_model_files(model_dir, trust_unverified: bool = False) -> tuple:

@@ -33,7 +33,7 @@ from .sampling import U_COLUMN, draw_sample
 from .scaler import ScaledData, fit_scaler, parquet_files, scale, scaled_from_parquet
 from .schema import CLEAN_COLUMNS, ID
 from .selection import choose_k
-from .storage import as_location, open_parquet
+from .storage import as_location, parquet_metadata
 from .update import matching
 
 CACHE_SHARE = 0.25  # cache_features: auto persists when the scaled matrix needs < 25% of cluster memory
@@ -126,7 +126,7 @@ class _Clock:
 
 def _read_users(users_path: Path, fcfg: dict):
     files = parquet_files(users_path)
-    present = set(open_parquet(files[0]).schema_arrow.names)
+    present = set(parquet_metadata(files[0]).schema.to_arrow_schema().names)
     missing = [c for c in [ID, *raw_columns(fcfg)] if c not in present]
     if missing:
         raise InputDataError(f"{users_path}: users table lacks column(s) {missing} needed by the features")

@@ -51,6 +51,8 @@ def check_file(path):
         raise InputDataError(f"{path}: no such file") from None
     except PermissionError:
         raise InputDataError(f"{path}: cannot be read (permission denied)") from None
+    except OSError as exc:  # a file used as a folder in the path, a symlink loop, a name too long
+        raise InputDataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if info["type"] == "directory":
         raise InputDataError(f"{path}: is a directory, expected an .xlsx, .csv or .parquet file")
     if not is_remote(path) and not os.access(path, os.R_OK):

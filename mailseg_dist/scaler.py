@@ -25,7 +25,7 @@ from .errors import InputDataError
 from .features import feature_frame, feature_names, raw_columns
 from .numeric import significant
 from .progress import compute
-from .storage import as_location, open_parquet
+from .storage import as_location, open_parquet, parquet_metadata
 
 _EPS = np.finfo(np.float64).eps
 
@@ -107,7 +107,7 @@ def parquet_units(files: list[Path]) -> list[tuple[str, int | None, int]]:
     """(path, row group or None for a file without one, rows) per chunk, from the footers only."""
     units = []
     for path in files:
-        meta = open_parquet(path).metadata
+        meta = parquet_metadata(path)
         if meta.num_row_groups == 0:
             units.append((str(path), None, 0))
         for i in range(meta.num_row_groups):
@@ -117,8 +117,8 @@ def parquet_units(files: list[Path]) -> list[tuple[str, int | None, int]]:
 
 def read_unit(unit: tuple[str, int | None, int], columns: list[str]) -> pd.DataFrame:
     path, group, _ = unit
-    handle = open_parquet(path)
-    table = handle.read(columns=columns) if group is None else handle.read_row_group(group, columns=columns)
+    with open_parquet(path) as parquet:
+        table = parquet.read(columns=columns) if group is None else parquet.read_row_group(group, columns=columns)
     return table.to_pandas()
 
 

@@ -29,7 +29,7 @@ from .ingest import ingest
 from .model_files import METADATA_JSON, PLAIN_JSON, _sha256, load_plain_model
 from .paths import Catalog
 from .publish import SEGMENTS_JSON, load_segment_table
-from .storage import as_location
+from .storage import as_location, remove_tree
 
 log = logging.getLogger("mailseg")
 
@@ -123,6 +123,7 @@ def score_file(input_path, cfg: dict, catalog: Catalog, client, out_dir=None, mo
                           client=client)
         log.info("scoring %d users (%d rejected) with the model in %s", manifest["rows_kept"],
                  manifest["rows_rejected"], model_dir)
+        remove_tree(out / "run_summary.json")  # the commit mark: a folder without it is being rewritten
         results = write_user_results(manifest["users_path"], out, saved, table, cfg, lang)
         xlsx = out / XLSX_NAME
         client.submit(write_results_xlsx, results, xlsx, table, [], cfg, lang, None, pure=False).result()

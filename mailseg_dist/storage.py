@@ -23,12 +23,12 @@ from typing import Iterator
 import fsspec.config
 from upath import UPath
 
-from .errors import InputDataError, UsageError
+from .errors import InputDataError, MailsegError, UsageError
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 # Object stores a job may read from and write to, and the package that gives fsspec each one.
-STORES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "abfs": "adlfs", "abfss": "adlfs",
-          "az": "adlfs"}
+# (abfss:// is left out: fsspec's registry does not know it, adlfs serves the same accounts as abfs://.)
+STORES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "abfs": "adlfs", "az": "adlfs"}
 
 # Workers write part files that the client lists a moment later: a cached listing would hide them.
 for _protocol in STORES:
@@ -66,8 +66,10 @@ def _file_url(text: str, what: str) -> Path:
 
 def as_location(value):
     """A location already checked at the door (a string sent to a worker, a Path, a UPath) as Path or UPath."""
-    if isinstance(value, (Path, UPath)):
+    if isinstance(value, UPath):
         return value
+    if isinstance(value, Path):
+        return value.absolute()  # a worker's working folder may differ from the client's
     return location(value, "location")
 
 
@@ -89,6 +91,17 @@ def check_store(path, what: str) -> None:
         raise store_error(f"{what} {path}", exc) from None
 
 
+@contextlib.contextmanager
+def store_answers(where: str) -> Iterator[None]:
+    """Whatever a store raises inside (no credentials, endpoint down, throttled) as one line naming `where`."""
+    try:
+        yield
+    except (FileNotFoundError, PermissionError, MailsegError):
+        raise
+    except Exception as exc:
+        raise store_error(where, exc) from None
+
+
 def store_error(where: str, exc: Exception) -> UsageError:
     message = str(exc).splitlines()[0] if str(exc) else "no message"
     return UsageError(f"{where}: storage did not answer ({type(exc).__name__}: {message})")
@@ -106,12 +119,31 @@ def remove_tree(path) -> None:
         path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
 def open_parquet(path, **options):
-    """pq.ParquetFile of a local file or an object (read through fsspec, in ranges)."""
+    """pq.ParquetFile of a local file or an object, closed on exit.
+
+    An object is read in the ranges pyarrow asks for (no read-ahead cache: s3fs's
+    default would fetch 50 MiB blocks, the whole part file, to read a footer).
+    """
     import pyarrow.parquet as pq
 
     path = as_location(path)
-    return pq.ParquetFile(path.open("rb") if is_remote(path) else path, **options)
+    with (path.fs.open(path.path, "rb", cache_type="none") if is_remote(path)
+          else contextlib.nullcontext(path)) as source:
+        with pq.ParquetFile(source, **options) as parquet:
+            yield parquet
+
+
+def parquet_metadata(path):
+    """The footer of one Parquet file (rows, row groups, schema), local or stored."""
+    with open_parquet(path) as parquet:
+        return parquet.metadata
+
+
+def read_parquet_table(path):
+    with open_parquet(path) as parquet:
+        return parquet.read()
 
 
 def write_parquet(table, path) -> None:
@@ -151,7 +183,8 @@ def local_copy(path) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="mailseg-input-"))
     local = folder / path.name
     try:
-        path.fs.get_file(path.path, str(local))
+        with store_answers(str(path)):
+            path.fs.get_file(path.path, str(local))
         try:
             yield local
         except InputDataError as exc:
@@ -166,9 +199,5 @@ def file_info(path) -> dict:
     if not is_remote(path):
         stat = path.stat()
         return {"type": "directory" if path.is_dir() else "file", "size": stat.st_size}
-    try:
+    with store_answers(str(path)):
         return path.fs.info(path.path)
-    except (FileNotFoundError, PermissionError):
-        raise
-    except Exception as exc:
-        raise store_error(str(path), exc) from None

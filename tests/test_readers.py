@@ -61,6 +61,11 @@ def test_check_file_refuses_missing_directory_and_empty(tmp_path):
     (tmp_path / "empty.csv").write_bytes(b"")
     with pytest.raises(InputDataError, match=r"empty file \(0 bytes\)"):
         check_file(tmp_path / "empty.csv")
+    with pytest.raises(InputDataError, match=r"empty.csv/users.csv: cannot be read \(Not a directory\)"):
+        check_file(tmp_path / "empty.csv" / "users.csv")  # a file used as a folder
+    (tmp_path / "loop.csv").symlink_to(tmp_path / "loop.csv")
+    with pytest.raises(InputDataError, match=r"loop.csv: cannot be read \(Too many levels of symbolic links\)"):
+        check_file(tmp_path / "loop.csv")
 
 
 @pytest.mark.parametrize("name, head, expected", [

@@ -9,18 +9,20 @@ from __future__ import annotations
 import json
 import os
 import socket
+from pathlib import Path
 
 import fsspec
 import pandas as pd
 import pytest
 from upath import UPath
 
-from mailseg_dist.atomic import atomic_dir, atomic_path, folder_lock, write_json
+from mailseg_dist.atomic import _host, atomic_dir, atomic_path, folder_lock, write_json
 from mailseg_dist.errors import InputDataError, UsageError
+from mailseg_dist.ingest import file_sha256
 from mailseg_dist.paths import Catalog
 from mailseg_dist.config import load_config
 from mailseg_dist.readers import check_file
-from mailseg_dist.storage import (as_location, check_store, is_remote, local_copy, location, open_parquet,
+from mailseg_dist.storage import (as_location, check_store, is_remote, local_copy, location, read_parquet_table,
                                   remove_tree, write_frame)
 
 
@@ -32,12 +34,14 @@ def test_location_keeps_local_paths_local_and_object_stores_as_upaths(tmp_path, 
     found = location("s3://bucket/data/users", "--data-dir")
     assert isinstance(found, UPath) and is_remote(found) and not is_remote(tmp_path)
     assert (str(found / "month=2026-01"), found.protocol) == ("s3://bucket/data/users/month=2026-01", "s3")
-    assert as_location(str(found)) == found and as_location(tmp_path) is tmp_path
+    assert as_location(str(found)) == found and as_location(tmp_path) == tmp_path
+    assert as_location(Path("rel")) == tmp_path / "rel"  # absolute before it is sent to a worker
 
 
 @pytest.mark.parametrize("url, message", [
     ("ftp://host/data", "--data-dir ftp://host/data: ftp:// is not a supported storage"),
     ("http://host/data", "http:// is not a supported storage"),
+    ("abfss://container/data", "abfss:// is not a supported storage.*abfs://"),
     ("file://otherhost/srv", "found host 'otherhost'"),
 ])
 def test_location_refuses_what_it_cannot_store_to_in_one_line(url, message):
@@ -60,7 +64,7 @@ def test_location_names_the_package_a_store_needs(monkeypatch):
 
 
 # ---------------------------------------------------------------- the store itself (moto on loopback)
-def test_catalog_on_a_store_checks_the_bucket_once_at_the_door(bucket, s3_server):
+def test_catalog_on_a_store_refuses_a_missing_bucket_at_the_door(bucket, s3_server):
     catalog = Catalog(load_config(), data_dir=f"{bucket}/data", out_dir=f"{bucket}/Resultados")
     assert str(catalog.users("2026-01")) == f"{bucket}/data/parquet/users/month=2026-01"
     with pytest.raises(UsageError, match=r"output folder s3://no-such-bucket-x/R: bucket 'no-such-bucket-x' "
@@ -81,8 +85,9 @@ def test_an_unreachable_store_is_one_line(monkeypatch):
     with pytest.raises(UsageError, match=r"^output folder s3://somewhere/out: storage did not answer") as caught:
         check_store(path, "output folder")
     assert "\n" not in str(caught.value)
-    with pytest.raises(UsageError, match=r"^s3://somewhere/in.csv: storage did not answer"):
-        check_file(path.parent / "in.csv")
+    for worker_side_read in (check_file, file_sha256, lambda p: local_copy(p).__enter__()):
+        with pytest.raises(UsageError, match=r"^s3://somewhere/in.csv: storage did not answer"):
+            worker_side_read(path.parent / "in.csv")
 
 
 def test_atomic_path_on_a_store_replaces_the_object_whole_or_not_at_all(bucket):
@@ -106,19 +111,37 @@ def test_atomic_dir_on_a_store_swaps_the_folder_and_leaves_no_temporaries(bucket
             for name in names:
                 write_frame(pd.DataFrame({"v": [version]}), tmp / f"{name}.parquet")
         assert sorted(p.name for p in final.iterdir()) == [f"{n}.parquet" for n in names]
-    assert open_parquet(final / "part-00000.parquet").read().to_pydict() == {"v": [2]}
+    assert read_parquet_table(final / "part-00000.parquet").to_pydict() == {"v": [2]}
     with pytest.raises(RuntimeError):
         with atomic_dir(final) as tmp:
             write_frame(pd.DataFrame({"v": [3]}), tmp / "part-00000.parquet")
             raise RuntimeError("failed mid-layer")
-    assert open_parquet(final / "part-00000.parquet").read().to_pydict() == {"v": [2]}
+    assert read_parquet_table(final / "part-00000.parquet").to_pydict() == {"v": [2]}
     assert [p.name for p in final.parent.iterdir()] == ["month=2026-01"]
+
+
+def test_atomic_dir_on_a_store_keeps_the_new_version_when_its_copy_fails(bucket, monkeypatch):
+    final = as_location(f"{bucket}/data/users/month=2026-01")
+    with atomic_dir(final) as tmp:
+        write_frame(pd.DataFrame({"v": [1]}), tmp / "part-00000.parquet")
+    assert final.fs is as_location(str(final)).fs  # fsspec hands every caller the same instance
+
+    def copy_fails(*args, **kwargs):
+        raise OSError("store went away mid-copy")
+
+    monkeypatch.setattr(final.fs, "copy", copy_fails)
+    with pytest.raises(OSError, match="mid-copy"):
+        with atomic_dir(final) as tmp:
+            write_frame(pd.DataFrame({"v": [2]}), tmp / "part-00000.parquet")
+    assert read_parquet_table(final / "part-00000.parquet").to_pydict() == {"v": [1]}  # old version intact
+    kept = [p for p in final.parent.iterdir() if p.name.endswith(".tmpdir")]
+    assert len(kept) == 1 and read_parquet_table(kept[0] / "part-00000.parquet").to_pydict() == {"v": [2]}
 
 
 def test_atomic_dir_on_a_store_removes_a_dead_writers_leftovers(bucket):
     final = as_location(f"{bucket}/data/raw/month=2026-01")
-    dead = final.parent / f".month=2026-01.999999999@{socket.gethostname()}.abc123.tmpdir"
-    live = final.parent / f".month=2026-01.{os.getpid()}@{socket.gethostname()}.def456.tmpdir"
+    dead = final.parent / f".month=2026-01.999999999@{_host()}.abc123.tmpdir"
+    live = final.parent / f".month=2026-01.{os.getpid()}@{_host()}.def456.tmpdir"
     for leftover in (dead, live):
         write_frame(pd.DataFrame({"v": [0]}), leftover / "part-00000.parquet")
     with atomic_dir(final) as tmp:
