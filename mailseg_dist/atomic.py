@@ -160,7 +160,8 @@ def _publish_objects(tmp, final) -> None:
     fs = final.fs
     keys = fs.find(tmp.path)  # the objects, listed after every writer finished
     published = [final.path + key[len(tmp.path):] for key in keys]
-    fs.copy(keys, published)  # server-side copies
+    if keys:
+        fs.copy(keys, published)  # server-side copies
     replaced = set(published)
     outdated = [key for key in fs.find(final.path) if key not in replaced]
     if outdated:
