@@ -12,7 +12,6 @@ The same input content again is recognised by its SHA-256 and skipped.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -28,18 +27,10 @@ from .errors import InputDataError, MailsegError, UsageError
 from .paths import Catalog, check_month, current_month
 from .readers import read_chunks
 from .scaler import parquet_files
-from .storage import (as_location, is_remote, local_copy, read_json, remove_tree, store_answers, write_frame,
+from .storage import (as_location, file_sha256, is_remote, local_copy, read_json, remove_tree, write_frame,
                       write_parquet)
 from .schema import ID, SOURCE_ROW
 from .progress import compute
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with store_answers(str(path)), as_location(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _id_is_integer(values: pd.Series) -> bool:

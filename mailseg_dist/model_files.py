@@ -27,19 +27,11 @@ import pyarrow as pa
 
 from .atomic import atomic_path, write_json
 from .errors import InputDataError
-from .storage import as_location
+from .storage import as_location, file_sha256
 
 MODEL_PKL, SCALER_PKL = "modelo_clustering.pkl", "escalador.pkl"
 METADATA_JSON, PLAIN_JSON = "modelo_metadata.json", "modelo.json"
 PLAIN_FORMAT = "mailseg-plain-model/1"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with as_location(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(value):
@@ -96,7 +88,7 @@ def write_model_files(out_dir, model_result, meta: dict) -> dict:
     metadata = {**_plain(meta), "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "k": r.k, "engine": r.engine, "features": list(r.feature_names), "metrics": _plain(metrics),
                 "library_versions": _versions(),
-                "files": {p.name: {"sha256": _sha256(p)} for p in (paths["model"], paths["scaler"], paths["plain"])}}
+                "files": {p.name: {"sha256": file_sha256(p)} for p in (paths["model"], paths["scaler"], paths["plain"])}}
     write_json(paths["metadata"], metadata)
     return paths
 

@@ -26,10 +26,10 @@ from .errors import InputDataError, UsageError
 from .export import XLSX_NAME, write_results_xlsx, write_user_results
 from .features import feature_names
 from .ingest import ingest
-from .model_files import METADATA_JSON, PLAIN_JSON, _sha256, load_plain_model
+from .model_files import METADATA_JSON, PLAIN_JSON, load_plain_model
 from .paths import Catalog
 from .publish import SEGMENTS_JSON, load_segment_table
-from .storage import as_location, remove_tree
+from .storage import as_location, file_sha256, remove_tree
 
 log = logging.getLogger("mailseg")
 
@@ -48,7 +48,7 @@ def verify_model_dir(model_dir: Path, trust_unverified: bool) -> dict:
         warnings.warn(problem, stacklevel=2)
     for name, info in recorded.items():
         path = model_dir / name
-        if not path.exists() or _sha256(path) != info.get("sha256"):
+        if not path.exists() or file_sha256(path) != info.get("sha256"):
             problem = f"{path}: SHA-256 does not match {METADATA_JSON} (file changed or missing)"
             if not trust_unverified:
                 raise InputDataError(problem + "; refusing to use this model")

@@ -14,6 +14,7 @@ AZURE_*; fsspec's FSSPEC_<PROTOCOL>_<OPTION>), on the client and every worker al
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import shutil
 import tempfile
@@ -83,12 +84,11 @@ def check_store(path, what: str) -> None:
         return
     bucket = path.path.split("/", 1)[0]
     try:
-        path.fs.info(bucket)
+        with store_answers(f"{what} {path}"):  # endpoint, network, credentials: whatever the store says
+            path.fs.info(bucket)
     except (FileNotFoundError, PermissionError):
         raise UsageError(f"{what} {path}: bucket {bucket!r} not found or not accessible with these credentials") \
             from None
-    except Exception as exc:  # endpoint, network, credentials: whatever the store says, on one line
-        raise store_error(f"{what} {path}", exc) from None
 
 
 @contextlib.contextmanager
@@ -141,11 +141,6 @@ def parquet_metadata(path):
         return parquet.metadata
 
 
-def read_parquet_table(path):
-    with open_parquet(path) as parquet:
-        return parquet.read()
-
-
 def write_parquet(table, path) -> None:
     import pyarrow.parquet as pq
 
@@ -191,6 +186,15 @@ def local_copy(path) -> Iterator[Path]:
             raise InputDataError(str(exc).replace(str(local), str(path))) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a local file or an object, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with store_answers(str(path)), as_location(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def file_info(path) -> dict:

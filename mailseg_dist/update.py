@@ -18,8 +18,8 @@ from types import SimpleNamespace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .model_files import PLAIN_JSON, _sha256
-from .storage import as_location
+from .model_files import PLAIN_JSON
+from .storage import as_location, file_sha256
 
 
 def previous_segments(model_dir: Path, cfg: dict, trust_unverified: bool) -> SimpleNamespace:
@@ -30,7 +30,7 @@ def previous_segments(model_dir: Path, cfg: dict, trust_unverified: bool) -> Sim
     centers = saved.model.cluster_centers_ * saved.scaler.scale_ + saved.scaler.mean_
     table = saved.segments
     return SimpleNamespace(k=saved.k, centers=np.asarray(centers, dtype=np.float64), model_dir=str(model_dir),
-                           sha256=_sha256(as_location(model_dir) / PLAIN_JSON), names={int(c): str(n) for c, n in table["nombre"].items()},
+                           sha256=file_sha256(as_location(model_dir) / PLAIN_JSON), names={int(c): str(n) for c, n in table["nombre"].items()},
                            shares={int(c): float(s) for c, s in table["share"].items()})
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import s3fs
 
+from mailseg_dist.storage import open_parquet
+
 from cluster_helpers import LOOPBACK, free_port
 
 START_TIMEOUT = 60
@@ -76,3 +78,9 @@ def download(url: str, dest: Path) -> list[str]:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(f"{prefix}/{name}", str(dest / name))
     return names
+
+
+def read_parquet_table(path):
+    """One Parquet file (local or stored) as a pyarrow Table."""
+    with open_parquet(path) as parquet:
+        return parquet.read()

@@ -18,12 +18,12 @@ from upath import UPath
 
 from mailseg_dist.atomic import _host, atomic_dir, atomic_path, folder_lock, write_json
 from mailseg_dist.errors import InputDataError, UsageError
-from mailseg_dist.ingest import file_sha256
 from mailseg_dist.paths import Catalog
 from mailseg_dist.config import load_config
 from mailseg_dist.readers import check_file
-from mailseg_dist.storage import (as_location, check_store, is_remote, local_copy, location, read_parquet_table,
+from mailseg_dist.storage import (as_location, check_store, file_sha256, is_remote, local_copy, location,
                                   remove_tree, write_frame)
+from store_helpers import read_parquet_table
 
 
 # ---------------------------------------------------------------- locations (no store needed)
