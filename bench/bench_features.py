@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from bench_fit import HERE, prepare
 
@@ -31,8 +30,8 @@ OPTIONS = {
 def measure(users: str, overrides: dict, k) -> dict:
     from distributed import Client, LocalCluster
 
-    from mailseg_dist.config import load_config
-    from mailseg_dist.modelling import fit_segments
+    from mailseg_dist.core.config import load_config
+    from mailseg_dist.model.modelling import fit_segments
 
     cfg = load_config(overrides={**overrides, "model.k": k})
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \

@@ -57,7 +57,7 @@ class PeakRSS:
 
 def fit_one(users: str, engine: str, seed: int) -> dict:
     """Runs inside a fresh process: one fit, its time, inertia and peak memory."""
-    from mailseg_dist.config import load_config
+    from mailseg_dist.core.config import load_config
 
     cfg = load_config(overrides={"model.k": 6, "model.seed": seed})
     with PeakRSS() as peak:
@@ -76,7 +76,7 @@ def _sklearn_fit(users: str, cfg: dict, n_init) -> tuple[float, dict]:
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
 
-    from mailseg_dist.features import feature_frame
+    from mailseg_dist.model.features import feature_frame
 
     features = feature_frame(pd.read_parquet(users), cfg["features"])
     x = StandardScaler().fit_transform(features)
@@ -87,7 +87,7 @@ def _sklearn_fit(users: str, cfg: dict, n_init) -> tuple[float, dict]:
 def _dask_fit(users: str, cfg: dict, engine: str) -> tuple[float, dict]:
     from distributed import Client, LocalCluster
 
-    from mailseg_dist.modelling import fit_segments
+    from mailseg_dist.model.modelling import fit_segments
 
     # daskml_native: dask-ml's k-means|| start with our init_max_iter (2); daskml_defaults: dask-ml as its users
     # run it (k-means||, init_max_iter None, max_iter 300). Our default starts every engine from the hashed sample.

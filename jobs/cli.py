@@ -12,7 +12,7 @@ import logging
 import sys
 import warnings
 
-from mailseg_dist.errors import MailsegError
+from mailseg_dist.core.errors import MailsegError
 
 from . import commands
 

@@ -7,9 +7,9 @@ import logging
 import time
 from pathlib import Path
 
-from mailseg_dist.config import load_config
-from mailseg_dist.paths import Catalog, check_month, local_path
-from mailseg_dist.storage import is_remote, location
+from mailseg_dist.core.catalog import Catalog, check_month, local_path
+from mailseg_dist.core.config import load_config
+from mailseg_dist.core.storage import is_remote, location
 
 log = logging.getLogger("mailseg")
 
@@ -36,7 +36,7 @@ def _check_at_the_door(args) -> None:
     if getattr(args, "month", None) is not None:
         check_month(args.month)
     if getattr(args, "input", None) is not None:
-        from mailseg_dist.readers import check_file
+        from mailseg_dist.inputs.readers import check_file
 
         check_file(args.input)
 
@@ -53,7 +53,7 @@ def update(args) -> dict:
     cfg = _config(args, **{"model.engine": args.engine, "model.seed": args.seed, "report.lang": args.lang,
                            "cluster.scheduler": args.scheduler})
     _check_at_the_door(args)
-    from mailseg_dist.update import previous_segments
+    from mailseg_dist.workflows.update import previous_segments
 
     model_dir = Catalog(cfg, out_dir=args.model_dir or args.out).out_dir
     previous = previous_segments(model_dir, cfg, args.trust_unverified)  # a refused model starts no cluster
@@ -61,10 +61,12 @@ def update(args) -> dict:
 
 
 def _run_job(args, cfg: dict, holder: str, previous=None) -> dict:
-    from mailseg_dist.atomic import folder_lock  # heavy imports (Dask dataframe) only once the flags are valid
-    from mailseg_dist.client import open_client
-    from mailseg_dist.monitor import RunMonitor
-    from mailseg_dist.pipeline import run_job
+    from mailseg_dist.core.atomic import (
+        folder_lock,  # heavy imports (Dask dataframe) only once the flags are valid
+    )
+    from mailseg_dist.core.client import open_client
+    from mailseg_dist.core.monitor import RunMonitor
+    from mailseg_dist.workflows.run import run_job
 
     catalog = Catalog(cfg, data_dir=args.data_dir, out_dir=args.out)
     profile = catalog.out_dir / "dask_performance_report.html" if args.profile else None
@@ -84,8 +86,8 @@ def _run_job(args, cfg: dict, holder: str, previous=None) -> dict:
 def ingest(args) -> dict:
     cfg = _config(args, **{"cluster.scheduler": args.scheduler})
     _check_at_the_door(args)
-    from mailseg_dist.client import open_client
-    from mailseg_dist.ingest import ingest as ingest_file
+    from mailseg_dist.core.client import open_client
+    from mailseg_dist.inputs.ingest import ingest as ingest_file
 
     catalog = Catalog(cfg, data_dir=args.data_dir)
     with open_client(cfg["cluster"], args.scheduler) as client:
@@ -96,16 +98,16 @@ def ingest(args) -> dict:
 
 
 def generate(args) -> dict:
-    from mailseg_dist.generate import write_generated
+    from mailseg_dist.inputs.generate import write_generated
 
     started = time.perf_counter()
     fmt = args.format or Path(args.out).suffix.lstrip(".").lower()
     if fmt not in ("xlsx", "csv", "parquet"):
-        from mailseg_dist.errors import UsageError
+        from mailseg_dist.core.errors import UsageError
 
         raise UsageError(f"{args.out}: cannot tell the format from the name; pass --format xlsx|csv|parquet")
     if args.rows < 1:
-        from mailseg_dist.errors import UsageError
+        from mailseg_dist.core.errors import UsageError
 
         raise UsageError(f"--rows expected a positive number of users, found {args.rows}")
     path = write_generated(args.out, args.rows, fmt, seed=args.seed)
@@ -117,8 +119,8 @@ def generate(args) -> dict:
 def score(args) -> dict:
     cfg = _config(args, **{"report.lang": args.lang, "cluster.scheduler": args.scheduler})
     _check_at_the_door(args)
-    from mailseg_dist.client import open_client
-    from mailseg_dist.scoring import load_scoring_model, score_file
+    from mailseg_dist.core.client import open_client
+    from mailseg_dist.workflows.score import load_scoring_model, score_file
 
     catalog = Catalog(cfg, data_dir=args.data_dir, out_dir=args.model_dir)
     saved = load_scoring_model(catalog.out_dir, cfg, args.trust_unverified)  # a refused model starts no cluster
@@ -128,7 +130,7 @@ def score(args) -> dict:
 
 
 def _int_flag(name: str, value: str) -> int:
-    from mailseg_dist.errors import UsageError
+    from mailseg_dist.core.errors import UsageError
 
     try:
         return int(value)

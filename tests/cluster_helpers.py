@@ -178,11 +178,12 @@ def dask_setup(server) -> None:
 
 def make_tls_files(folder: Path) -> dict:
     """A throw-away CA and one certificate (for 127.0.0.1 / localhost) signed by it, as PEM files."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     folder.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mailseg_dist.schema import CLEAN_COLUMNS, SOURCE_ROW
+from mailseg_dist.inputs.schema import CLEAN_COLUMNS, SOURCE_ROW
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 

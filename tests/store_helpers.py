@@ -17,10 +17,9 @@ import uuid
 from pathlib import Path
 
 import s3fs
-
-from mailseg_dist.storage import open_parquet
-
 from cluster_helpers import LOOPBACK, free_port
+
+from mailseg_dist.core.storage import open_parquet
 
 START_TIMEOUT = 60
 

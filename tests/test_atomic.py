@@ -10,8 +10,14 @@ import sys
 
 import pytest
 
-from mailseg_dist.atomic import atomic_dir, atomic_path, folder_lock, write_json, write_text
-from mailseg_dist.errors import UsageError
+from mailseg_dist.core.atomic import (
+    atomic_dir,
+    atomic_path,
+    folder_lock,
+    write_json,
+    write_text,
+)
+from mailseg_dist.core.errors import UsageError
 
 
 def leftovers(folder):

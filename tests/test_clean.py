@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mailseg_dist.clean import REJECT_COLUMNS, coerce_partition, split_partition
-from mailseg_dist.config import load_config
-from mailseg_dist.ingest import clean_layer
-from mailseg_dist.schema import CLEAN_COLUMNS, REQUIRED, SOURCE_ROW
+from mailseg_dist.core.config import load_config
+from mailseg_dist.inputs.clean import REJECT_COLUMNS, coerce_partition, split_partition
+from mailseg_dist.inputs.ingest import clean_layer
+from mailseg_dist.inputs.schema import CLEAN_COLUMNS, REQUIRED, SOURCE_ROW
 
 CCFG = load_config()["cleaning"]
 GOOD = ["7", "4", "0", "1", "0", "5", "1", "17.333333", "2.5"]

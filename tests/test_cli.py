@@ -14,11 +14,18 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import (
+    assert_one_line_error,
+    mailseg,
+    one_json_last_line,
+    read_users,
+    sha256,
+    write_config,
+)
 
-from cli_helpers import assert_one_line_error, mailseg, one_json_last_line, read_users, sha256, write_config
 from jobs.cli import build_parser
-from mailseg_dist.config import load_config
-from mailseg_dist.features import feature_frame
+from mailseg_dist.core.config import load_config
+from mailseg_dist.model.features import feature_frame
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = {"ingest": {"chunk_rows": 1000}, "quality": {"bootstrap_rounds": 2}, "model": {"k_max": 5}}

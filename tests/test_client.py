@@ -14,13 +14,18 @@ from urllib.parse import urlparse
 
 import dask
 import pytest
-
 from cluster_helpers import free_port, make_tls_files
-from mailseg_dist import client as client_mod
-from mailseg_dist.client import (open_client, package_versions, scheduler_address, version_mismatches)
-from mailseg_dist.config import load_config
-from mailseg_dist.errors import ClusterError, UsageError
-from mailseg_dist.monitor import RunMonitor
+
+from mailseg_dist.core import client as client_mod
+from mailseg_dist.core.client import (
+    open_client,
+    package_versions,
+    scheduler_address,
+    version_mismatches,
+)
+from mailseg_dist.core.config import load_config
+from mailseg_dist.core.errors import ClusterError, UsageError
+from mailseg_dist.core.monitor import RunMonitor
 
 
 def ccfg(**overrides) -> dict:

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from cluster_helpers import DaskProcesses, free_port, make_tls_files
 
 pytestmark = pytest.mark.cluster
@@ -322,7 +321,7 @@ def test_tls_with_another_ca_is_refused(tmp_path, small_csv, tls_procs):
 
 # --------------------------------------------------------------------------- workers that differ from the client
 PRETEND_OLD_PANDAS = '''\
-import mailseg_dist.client as client
+import mailseg_dist.core.client as client
 _real = getattr(client, "_real_package_versions", client.package_versions)  # dask may load a preload twice
 client._real_package_versions = _real
 def _old_pandas():

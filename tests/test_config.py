@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mailseg_dist.config import load_config
-from mailseg_dist.errors import ConfigError, UsageError
-from mailseg_dist.paths import Catalog, check_month, local_path
+from mailseg_dist.core.catalog import Catalog, check_month, local_path
+from mailseg_dist.core.config import load_config
+from mailseg_dist.core.errors import ConfigError, UsageError
 
 REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
 

@@ -5,15 +5,22 @@ from __future__ import annotations
 import dask
 import numpy as np
 import pytest
+from conftest import make_clean_users, split_with_empty
 from dask.callbacks import Callback
 from sklearn.cluster import KMeans
 
-from conftest import make_clean_users, split_with_empty
-from mailseg_dist.config import load_config
-from mailseg_dist.engines import ENGINES, EngineResult, fit_many, get_engine, lloyd, minibatch
-from mailseg_dist.engines.lloyd import relocate_empty
-from mailseg_dist.quality import assign_stats
-from mailseg_dist.scaler import fit_scaler, scaled_from_ddf, scaled_from_parquet
+from mailseg_dist.core.config import load_config
+from mailseg_dist.model.engines import (
+    ENGINES,
+    EngineResult,
+    fit_many,
+    get_engine,
+    lloyd,
+    minibatch,
+)
+from mailseg_dist.model.engines.lloyd import relocate_empty
+from mailseg_dist.model.kernels import assign_stats
+from mailseg_dist.model.scaler import fit_scaler, scaled_from_ddf, scaled_from_parquet
 
 FCFG = {"columns": ["send", "bounce", "open", "click", "Total", "hour", "day_of_week", "engagement_score"]}
 

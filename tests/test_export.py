@@ -16,14 +16,21 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import euclidean_distances, silhouette_samples
 from sklearn.preprocessing import StandardScaler
 
-from mailseg_dist.config import load_config
-from mailseg_dist.errors import InputDataError
-from mailseg_dist.export import (RESULT_COLUMNS, load_model_files, load_plain_model, scored_users, write_model_files,
-                                 write_results_xlsx, write_user_results)
-from mailseg_dist.features import feature_frame
-from mailseg_dist.profiles import segment_profiles
-from mailseg_dist.recommend import segment_table, user_recommendations
-from mailseg_dist.sampling import hash_uniform
+from mailseg_dist.core.config import load_config
+from mailseg_dist.core.errors import InputDataError
+from mailseg_dist.inputs.sampling import hash_uniform
+from mailseg_dist.model.features import feature_frame
+from mailseg_dist.outputs.export import (
+    RESULT_COLUMNS,
+    load_model_files,
+    load_plain_model,
+    scored_users,
+    write_model_files,
+    write_results_xlsx,
+    write_user_results,
+)
+from mailseg_dist.segments.profiles import segment_profiles
+from mailseg_dist.segments.recommend import segment_table, user_recommendations
 
 
 def fake_result(df: pd.DataFrame, cfg: dict, k: int = 3, seed: int = 0) -> types.SimpleNamespace:

@@ -10,12 +10,12 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import make_clean_users, split_with_empty
-from mailseg_dist import sampling
-from mailseg_dist.errors import UsageError
-from mailseg_dist.features import feature_frame, feature_names, raw_columns
-from mailseg_dist.sampling import U_COLUMN, draw_sample, hash_uniform
+
+from mailseg_dist.core.errors import UsageError
+from mailseg_dist.inputs import sampling
+from mailseg_dist.inputs.sampling import U_COLUMN, draw_sample, hash_uniform
+from mailseg_dist.model.features import feature_frame, feature_names, raw_columns
 
 SEED8 = ["send", "bounce", "open", "click", "Total", "hour", "day_of_week", "engagement_score"]
 
@@ -109,7 +109,7 @@ def test_hash_uniform_strings_and_across_processes():
     ids = pd.Series(["a1", "B-22", "user 3", "ñandú"], dtype="str")
     local = hash_uniform(ids, 7)
     assert local.min() >= 0 and local.max() < 1
-    code = ("import pandas as pd; from mailseg_dist.sampling import hash_uniform;"
+    code = ("import pandas as pd; from mailseg_dist.inputs.sampling import hash_uniform;"
             "print(repr(hash_uniform(pd.Series(['a1','B-22','user 3','ñandú'], dtype='str'), 7).tolist()),"
             " repr(hash_uniform(pd.Series([5, 10**12], dtype='int64'), 7).tolist()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

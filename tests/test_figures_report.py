@@ -11,12 +11,12 @@ import pytest
 from conftest import split_with_empty
 from test_export import fake_result
 
-from mailseg_dist.config import load_config
-from mailseg_dist.export import scored_users
-from mailseg_dist.figures import make_all_figures
-from mailseg_dist.profiles import segment_profiles
-from mailseg_dist.recommend import segment_table
-from mailseg_dist.report import report_context, write_report
+from mailseg_dist.core.config import load_config
+from mailseg_dist.outputs.export import scored_users
+from mailseg_dist.outputs.figures import make_all_figures
+from mailseg_dist.outputs.report import report_context, write_report
+from mailseg_dist.segments.profiles import segment_profiles
+from mailseg_dist.segments.recommend import segment_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG = '<img src="data:image/png;base64,'
@@ -49,8 +49,8 @@ def test_figures_are_valid_pngs(tmp_path, built, lang):
 
 
 def test_scatter_respects_the_point_budget(built):
-    from mailseg_dist.figures import scatter_sample
-    from mailseg_dist.sampling import hash_uniform
+    from mailseg_dist.inputs.sampling import hash_uniform
+    from mailseg_dist.outputs.figures import scatter_sample
 
     sample = built[1].sample
     kept = scatter_sample(sample, 50, seed=7)

@@ -6,10 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mailseg_dist import generate as gen
-from mailseg_dist.errors import UsageError
-from mailseg_dist.generate import (COLUMNS, SEED_CORRELATIONS, SEED_MARGINALS, SEED_SEGMENTS,
-                                   iter_generated, write_generated)
+from mailseg_dist.core.errors import UsageError
+from mailseg_dist.inputs import generate as gen
+from mailseg_dist.inputs.generate import (
+    COLUMNS,
+    SEED_CORRELATIONS,
+    SEED_MARGINALS,
+    SEED_SEGMENTS,
+    iter_generated,
+    write_generated,
+)
 
 ROWS = 200_000
 COUNTS = ["send", "bounce", "open", "click", "Total"]

@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from mailseg_dist import ingest as ingest_module
-from mailseg_dist.config import load_config
-from mailseg_dist.errors import InputDataError, UsageError
-from mailseg_dist.ingest import ingest
-from mailseg_dist.paths import Catalog
-from mailseg_dist.schema import CLEAN_COLUMNS, SOURCE_ROW
+from mailseg_dist.core.catalog import Catalog
+from mailseg_dist.core.config import load_config
+from mailseg_dist.core.errors import InputDataError, UsageError
+from mailseg_dist.inputs import ingest as ingest_module
+from mailseg_dist.inputs.ingest import ingest
+from mailseg_dist.inputs.schema import CLEAN_COLUMNS, SOURCE_ROW
 
 REPO = Path(__file__).resolve().parent.parent
 MONTH = "2026-01"

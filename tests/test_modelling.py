@@ -9,16 +9,16 @@ import dask
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_clean_users
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
-from conftest import make_clean_users
-from mailseg_dist.config import load_config
-from mailseg_dist.errors import InputDataError
-from mailseg_dist.features import feature_frame
-from mailseg_dist.modelling import ModelResult, build_model, fit_segments
-from mailseg_dist.selection import choose_k
+from mailseg_dist.core.config import load_config
+from mailseg_dist.core.errors import InputDataError
+from mailseg_dist.model.features import feature_frame
+from mailseg_dist.model.modelling import ModelResult, build_model, fit_segments
+from mailseg_dist.model.selection import choose_k
 
 
 def write_users(folder, df: pd.DataFrame, nparts: int):

@@ -7,9 +7,16 @@ import pandas as pd
 import pytest
 from conftest import make_clean_users, split_with_empty
 
-from mailseg_dist.config import load_config
-from mailseg_dist.profiles import (RAW_COLUMNS, _median_from_counts, engagement_level, population, segment_names,
-                                   segment_profiles, segment_traits)
+from mailseg_dist.core.config import load_config
+from mailseg_dist.segments.profiles import (
+    RAW_COLUMNS,
+    _median_from_counts,
+    engagement_level,
+    population,
+    segment_names,
+    segment_profiles,
+    segment_traits,
+)
 
 INT_COLUMNS = ["send", "bounce", "open", "click", "Total", "Comprador", "engagement_score"]
 

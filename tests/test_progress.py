@@ -7,9 +7,9 @@ import io
 import dask
 import numpy as np
 import pytest
-
 from conftest import split_with_empty
-from mailseg_dist import progress
+
+from mailseg_dist.core import progress
 
 
 class Terminal(io.StringIO):

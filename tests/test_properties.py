@@ -19,11 +19,11 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailseg_dist.clean import coerce_partition, split_partition
-from mailseg_dist.config import load_config
-from mailseg_dist.ingest import ingest
-from mailseg_dist.paths import Catalog
-from mailseg_dist.schema import REQUIRED, SOURCE_ROW, WEEKDAYS, normalize
+from mailseg_dist.core.catalog import Catalog
+from mailseg_dist.core.config import load_config
+from mailseg_dist.inputs.clean import coerce_partition, split_partition
+from mailseg_dist.inputs.ingest import ingest
+from mailseg_dist.inputs.schema import REQUIRED, SOURCE_ROW, WEEKDAYS, normalize
 
 CFG = load_config()
 CCFG = CFG["cleaning"]

@@ -5,16 +5,29 @@ from __future__ import annotations
 import dask
 import numpy as np
 import pytest
+from conftest import make_clean_users, split_with_empty
 from dask.callbacks import Callback
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_samples, silhouette_score
+from sklearn.metrics import (
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_samples,
+    silhouette_score,
+)
 
-from conftest import make_clean_users, split_with_empty
-from mailseg_dist.engines import lloyd
-from mailseg_dist.quality import (assign_stats, bootstrap_stability, calinski_harabasz, davies_bouldin, fit_pca,
-                                  nearest, simplified_silhouette, stability_level, stats_many, stratified_silhouette)
-from mailseg_dist.scaler import fit_scaler, scaled_from_ddf
+from mailseg_dist.model.engines import lloyd
+from mailseg_dist.model.kernels import assign_stats, nearest, stats_many
+from mailseg_dist.model.quality import (
+    bootstrap_stability,
+    calinski_harabasz,
+    davies_bouldin,
+    fit_pca,
+    simplified_silhouette,
+    stability_level,
+    stratified_silhouette,
+)
+from mailseg_dist.model.scaler import fit_scaler, scaled_from_ddf
 
 FCFG = {"columns": ["send", "bounce", "open", "click", "Total", "hour", "day_of_week", "engagement_score"]}
 

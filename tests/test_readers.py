@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from mailseg_dist import readers
-from mailseg_dist.errors import InputDataError
-from mailseg_dist.readers import check_file, detect_format, read_chunks
-from mailseg_dist.schema import REQUIRED, SOURCE_ROW, map_columns, normalize
+from mailseg_dist.core.errors import InputDataError
+from mailseg_dist.inputs import readers
+from mailseg_dist.inputs.readers import check_file, detect_format, read_chunks
+from mailseg_dist.inputs.schema import REQUIRED, SOURCE_ROW, map_columns, normalize
 
 HEADER = ["Id", "send", "bounce", "open", "click", "Total", "Comprador", "hour", "day_of_week"]
 ROWS = [[i, i + 1, 0, i % 3, 0, i + 2, i % 2, 17.333333, 2.5] for i in range(1, 8)]

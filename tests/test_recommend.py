@@ -8,8 +8,13 @@ import pytest
 from conftest import make_clean_users, split_with_empty
 from test_profiles import SEED, SEED_POPULATION, profiles_from_means, seed_profiles
 
-from mailseg_dist.config import load_config
-from mailseg_dist.recommend import RECOMMENDATION, segment_table, user_action_codes, user_recommendations
+from mailseg_dist.core.config import load_config
+from mailseg_dist.segments.recommend import (
+    RECOMMENDATION,
+    segment_table,
+    user_action_codes,
+    user_recommendations,
+)
 
 SEED_ACTIONS = ["loyalty", "reactivate", "loyalty", "hygiene", "reduce_frequency", "other_channels"]
 

@@ -28,7 +28,6 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from cli_helpers import MAILSEG, mailseg, sha256
 
 CHILD_ENV = {**os.environ, "MPLBACKEND": "Agg"}
@@ -393,7 +392,7 @@ import json, resource, sys
 def collect_before_fitting():
     # the counterfactual: a client that pulls the users table to itself for a while
     import dask.dataframe as dd
-    import mailseg_dist.modelling as modelling
+    import mailseg_dist.model.modelling as modelling
     fit = modelling.fit_segments
 
     def collecting(users_path, cfg, client=None, **options):

@@ -9,14 +9,19 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_clean_users, split_with_empty
 from dask.callbacks import Callback
 from sklearn.preprocessing import StandardScaler
 
-from conftest import make_clean_users, split_with_empty
-from mailseg_dist.errors import InputDataError
-from mailseg_dist.features import feature_frame, feature_names
-from mailseg_dist.scaler import (fit_scaler, merge_moments, parquet_files, parquet_units, scaled_from_ddf,
-                                 scaled_from_parquet)
+from mailseg_dist.core.errors import InputDataError
+from mailseg_dist.core.parquet import parquet_files, parquet_units
+from mailseg_dist.model.features import feature_frame, feature_names
+from mailseg_dist.model.scaler import (
+    fit_scaler,
+    merge_moments,
+    scaled_from_ddf,
+    scaled_from_parquet,
+)
 
 SEED8 = ["send", "bounce", "open", "click", "Total", "hour", "day_of_week", "engagement_score"]
 

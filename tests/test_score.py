@@ -15,11 +15,11 @@ import joblib
 import pandas as pd
 import pytest
 import yaml
-
 from cli_helpers import mailseg, one_json_last_line, sha256
 from cli_helpers import read_users as read_parquet
-from mailseg_dist.config import load_config
-from mailseg_dist.features import feature_frame
+
+from mailseg_dist.core.config import load_config
+from mailseg_dist.model.features import feature_frame
 
 MODEL_FILES = ["modelo_clustering.pkl", "escalador.pkl", "modelo_metadata.json", "modelo.json", "segmentos.json"]
 BAD_ROWS = [  # (Id, send, bounce, open, click, Total, Comprador, hour, day_of_week) as CSV text

@@ -8,11 +8,11 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
-from mailseg_dist.config import load_config
-from mailseg_dist.features import feature_frame
-from mailseg_dist.generate import iter_generated
-from mailseg_dist.modelling import fit_segments
-from mailseg_dist.schema import CLEAN_COLUMNS, SOURCE_ROW
+from mailseg_dist.core.config import load_config
+from mailseg_dist.inputs.generate import iter_generated
+from mailseg_dist.inputs.schema import CLEAN_COLUMNS, SOURCE_ROW
+from mailseg_dist.model.features import feature_frame
+from mailseg_dist.model.modelling import fit_segments
 
 SEED_USERS = 212_292
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mailseg_dist.selection import choose_k, knee
+from mailseg_dist.model.selection import choose_k, knee
 
 # SEED_FACTS: elbow inertia (all rows) and silhouette (MiniBatchKMeans on 2,000 rows) for k = 2..10.
 SEED_INERTIA = [1.385e6, 1.19e6, 1.035e6, 0.915e6, 0.80e6, 0.728e6, 0.676e6, 0.607e6, 0.567e6]

@@ -14,16 +14,30 @@ from pathlib import Path
 import fsspec
 import pandas as pd
 import pytest
+from store_helpers import read_parquet_table
 from upath import UPath
 
-from mailseg_dist.atomic import _host, atomic_dir, atomic_path, folder_lock, write_json
-from mailseg_dist.errors import InputDataError, UsageError
-from mailseg_dist.paths import Catalog
-from mailseg_dist.config import load_config
-from mailseg_dist.readers import check_file
-from mailseg_dist.storage import (as_location, check_store, file_sha256, is_remote, local_copy, location,
-                                  remove_tree, write_frame)
-from store_helpers import read_parquet_table
+from mailseg_dist.core.atomic import (
+    _host,
+    atomic_dir,
+    atomic_path,
+    folder_lock,
+    write_json,
+)
+from mailseg_dist.core.catalog import Catalog
+from mailseg_dist.core.config import load_config
+from mailseg_dist.core.errors import InputDataError, UsageError
+from mailseg_dist.core.storage import (
+    as_location,
+    check_store,
+    file_sha256,
+    is_remote,
+    local_copy,
+    location,
+    remove_tree,
+    write_frame,
+)
+from mailseg_dist.inputs.readers import check_file
 
 
 # ---------------------------------------------------------------- locations (no store needed)
@@ -172,7 +186,7 @@ def test_reading_an_input_object_names_its_url_not_the_download(bucket, tmp_path
         check_file(f"{bucket}/in/nothing.csv")
     with pytest.raises(InputDataError, match=rf"^{bucket}/in: is a directory"):
         check_file(f"{bucket}/in")
-    from mailseg_dist.readers import read_chunks
+    from mailseg_dist.inputs.readers import read_chunks
 
     with pytest.raises(InputDataError, match=rf"^{bucket}/in/junk.xlsx: is not an xlsx workbook"):
         with local_copy(f"{bucket}/in/junk.xlsx") as local:

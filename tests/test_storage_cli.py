@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import assert_one_line_error, mailseg, one_json_last_line, read_users, write_config
+from cli_helpers import (
+    assert_one_line_error,
+    mailseg,
+    one_json_last_line,
+    read_users,
+    write_config,
+)
 from store_helpers import download, store_fs
 
 SMALL = {"ingest": {"chunk_rows": 700}, "quality": {"bootstrap_rounds": 2}}

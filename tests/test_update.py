@@ -8,14 +8,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import (
+    assert_one_line_error,
+    mailseg,
+    one_json_last_line,
+    read_users,
+    write_config,
+)
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
-from mailseg_dist.config import load_config
-from mailseg_dist.features import feature_frame
-from mailseg_dist.modelling import fit_segments
-from mailseg_dist.update import matching
-from cli_helpers import assert_one_line_error, mailseg, one_json_last_line, read_users, write_config
+from mailseg_dist.core.config import load_config
+from mailseg_dist.model.features import feature_frame
+from mailseg_dist.model.matching import matching
+from mailseg_dist.model.modelling import fit_segments
 
 SMALL = {"ingest": {"chunk_rows": 1000}, "quality": {"bootstrap_rounds": 2}}
 
@@ -64,8 +70,8 @@ def test_ids_follow_the_start_and_the_fit_equals_sklearn_from_it(users_folder):
 
 def test_swapped_centres_are_put_back_under_their_ids(users_folder, monkeypatch):
     """If the engine hands back the centres in another order, each id still follows its old segment."""
-    from mailseg_dist import modelling
-    from mailseg_dist.engines import lloyd
+    from mailseg_dist.model import modelling
+    from mailseg_dist.model.engines import lloyd
 
     folder, _ = users_folder
     cfg = load_config(overrides={"model.k": 3})

@@ -1,0 +1,188 @@
+"""Where the job runs: a loopback LocalCluster by default, or an existing scheduler by address.
+
+The job opens the client with `open_client` and closes it; library stages only
+receive it. An address comes from --scheduler, then cluster.scheduler in the
+config, then Dask's own `scheduler-address` setting (DASK_SCHEDULER_ADDRESS).
+
+Everything that can be checked before any work is checked at the door, with a
+one-line message: the address, the TLS files (exit 2); reaching the scheduler,
+the workers' package versions (exit 4). A worker that dies during the run is
+Dask's business (it recomputes the lost work); a task that keeps killing its
+workers, or a scheduler that goes away, ends the job with exit 4.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import dask
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from mailseg_dist.core import progress
+from mailseg_dist.core.errors import ClusterError, UsageError
+
+log = logging.getLogger("mailseg")
+
+PROTOCOLS = ("tcp", "tls")
+# Must be identical on the client and every worker: tasks and fitted objects travel pickled,
+# and the same data + seed must give the same result wherever it runs. Python: major.minor.
+MATCHING_PACKAGES = ("dask", "distributed", "pandas", "numpy", "scikit-learn", "pyarrow", "mailseg")
+
+
+def scheduler_address(ccfg: dict, flag: str | None = None) -> str | None:
+    return flag or ccfg["scheduler"] or dask.config.get("scheduler-address", None)
+
+
+def _check_address(address: str) -> None:
+    protocol = address.split("://", 1)[0] if "://" in address else "tcp"
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"{address}: scheduler address expected tcp://HOST:PORT or tls://HOST:PORT")
+
+
+def _security(ccfg: dict, address: str):
+    """TLS credentials for a tls:// address; configured TLS files with a plain address is a contradiction."""
+    names = ("tls_ca_file", "tls_cert", "tls_key")
+    files = [ccfg[name] for name in names]
+    if not address.startswith("tls://"):
+        if any(files):
+            raise UsageError(f"{address}: cluster.tls_* files are configured, so the scheduler address must "
+                             "start with tls:// (a plain tcp:// connection would not be encrypted)")
+        return None
+    if not all(files):
+        raise UsageError(f"{address}: a tls:// scheduler needs cluster.tls_ca_file, tls_cert and tls_key in the config")
+    for name, path in zip(names, files):
+        if not Path(path).is_file():
+            raise UsageError(f"cluster.{name}: {path} is not a readable file")
+    from distributed.security import Security
+
+    return Security(tls_ca_file=files[0], tls_client_cert=files[1], tls_client_key=files[2], require_encryption=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def _connect_error(address: str, timeout: float, exc: BaseException) -> ClusterError:
+    """Say what most likely went wrong: nobody listening, TLS refused, or a handshake cut short."""
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(exc, ssl.SSLError) or (address.startswith("tls://") and isinstance(exc, CommClosedError)):
+        why = "the TLS handshake failed: check cluster.tls_ca_file, tls_cert and tls_key against the scheduler's CA"
+    elif isinstance(exc, CommClosedError) and not address.startswith("tls://"):
+        why = ("the scheduler closed the connection during the handshake: if it requires TLS, use a tls:// "
+               "address with cluster.tls_ca_file, tls_cert and tls_key")
+    else:
+        why = f"cannot reach the Dask scheduler within {timeout:g} s"
+    return ClusterError(f"{address}: {why} ({_first_line(exc)})")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions that must match between client and workers (None: not installed). Runs on workers too."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": "%d.%d" % sys.version_info[:2]}
+    for name in MATCHING_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def version_mismatches(ours: dict, workers: dict[str, dict]) -> list[str]:
+    """'worker: package X (client Y)' for every difference, sorted."""
+    return sorted(f"{worker}: {name} {theirs.get(name)} (client {ours[name]})"
+                  for worker, theirs in workers.items() for name in ours if theirs.get(name) != ours[name])
+
+
+def _check_worker_versions(client) -> None:
+    try:
+        workers = client.run(package_versions)
+    except (ImportError, AttributeError) as exc:  # the worker cannot unpickle a mailseg function
+        raise ClusterError(f"the workers cannot import mailseg ({_first_line(exc)}): install this mailseg "
+                           "version and its dependencies on every worker") from None
+    except Exception as exc:  # a worker that cannot even run this cannot run the job
+        raise ClusterError(f"cannot ask the workers for their package versions ({_first_line(exc)})") from None
+    problems = version_mismatches(package_versions(), workers)
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ClusterError(f"workers run other package versions than this client: {'; '.join(problems[:3])}{more}; "
+                           "install the same versions everywhere")
+
+
+class ArrowSystemPool(WorkerPlugin):
+    """Worker plugin: Arrow buffers from the system allocator, so freed memory goes back to the OS.
+
+    pyarrow's default pool (mimalloc) keeps freed pages; Dask counts them as unmanaged
+    memory, pauses a worker at 80% of its limit, and when every worker is paused the
+    job waits forever. Seen with 2 x 600 MiB workers on 1M users (both paused, no progress);
+    with this plugin that run finished. It lowers unmanaged memory, it does not remove it:
+    workers still need ~500 MiB beyond their data (2 x 600 MiB hung again on 16M users).
+    """
+
+    name = "mailseg-arrow-system-pool"
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        import pyarrow as pa
+
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _prepare_client(client, ccfg: dict, remote: bool) -> None:
+    if remote:
+        _check_worker_versions(client)
+    client.register_plugin(ArrowSystemPool())
+    progress.configure(ccfg["progress"])
+
+
+@contextlib.contextmanager
+def _cluster_failures(address: str) -> Iterator[None]:
+    """A task that killed its workers, or a lost scheduler, ends the job as a cluster error (exit 4)."""
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    try:
+        yield
+    except KilledWorker as exc:
+        raise ClusterError(f"{address}: a task killed every worker that ran it (out of memory?): "
+                           f"{_first_line(exc)}") from None
+    except CommClosedError as exc:
+        raise ClusterError(f"{address}: lost the connection to the Dask scheduler ({_first_line(exc)})") from None
+
+
+@contextlib.contextmanager
+def open_client(ccfg: dict, address: str | None = None) -> Iterator:
+    """Yield a distributed Client; raise UsageError (exit 2) or ClusterError (exit 4) when it cannot be used."""
+    from distributed import Client, LocalCluster
+
+    address = scheduler_address(ccfg, address)
+    if address:
+        _check_address(address)
+        security = _security(ccfg, address)
+        try:
+            client = Client(address, timeout=ccfg["connect_timeout"], security=security)
+        except (OSError, TimeoutError) as exc:
+            raise _connect_error(address, ccfg["connect_timeout"], exc) from None
+        with client, _cluster_failures(address):
+            _prepare_client(client, ccfg, remote=True)
+            log.info("connected to %s: %d workers (dashboard %s)", address,
+                     len(client.scheduler_info(n_workers=-1)["workers"]), client.dashboard_link or "off")
+            yield client
+        return
+    cluster = LocalCluster(n_workers=ccfg["n_workers"], threads_per_worker=ccfg["threads_per_worker"],
+                           memory_limit=ccfg["memory_limit"], host="127.0.0.1",
+                           # The HTTP server (health, metrics) runs even without the dashboard: loopback, free port.
+                           dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": bool(ccfg["dashboard"])},
+                           silence_logs=logging.ERROR)
+    with cluster, Client(cluster) as client, _cluster_failures(cluster.scheduler_address):
+        _prepare_client(client, ccfg, remote=False)
+        log.info("LocalCluster of %d workers (dashboard %s)", ccfg["n_workers"],
+                 client.dashboard_link if ccfg["dashboard"] else "off")
+        yield client

@@ -1,0 +1,198 @@
+"""Ingest: one input file → the month's raw, users and rejects Parquet layers.
+
+Stages, each written to a temporary folder and swapped in (atomic_dir); the
+manifest is written last and is the commit mark of a month:
+1. read the file in chunks into the raw layer (runs as one task on a worker
+   when a Dask client is given, so the rows never pass through the client);
+2. clean the raw layer with Dask, partition by partition, into users + rejects;
+3. write the manifest: input hash, options, counts, rejects by reason.
+The same input content again is recognised by its SHA-256 and skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from pathlib import Path
+
+import dask
+import dask.dataframe as dd
+import pandas as pd
+import pyarrow as pa
+
+from mailseg_dist.core.atomic import atomic_dir, write_json
+from mailseg_dist.core.catalog import Catalog, check_month, current_month
+from mailseg_dist.core.errors import InputDataError, MailsegError, UsageError
+from mailseg_dist.core.parquet import parquet_files
+from mailseg_dist.core.progress import compute
+from mailseg_dist.core.storage import (
+    as_location,
+    file_sha256,
+    is_remote,
+    local_copy,
+    read_json,
+    remove_tree,
+    write_frame,
+    write_parquet,
+)
+from mailseg_dist.inputs.clean import coerce_partition, split_partition
+from mailseg_dist.inputs.readers import read_chunks
+from mailseg_dist.inputs.schema import ID, SOURCE_ROW
+
+
+def _id_is_integer(values: pd.Series) -> bool:
+    """Every present Id is a whole number that int64 holds exactly (text beyond 2**53 stays text)."""
+    if pd.api.types.is_integer_dtype(values):
+        return True
+    present = values.dropna()
+    if pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present):
+        return bool(((present == present.round()) & (present.abs() < 2**53)).all())
+    text = present.astype(str).str.strip()
+    nums = pd.to_numeric(text[text != ""], errors="coerce")  # blanks are missing Ids, not text Ids
+    return bool(nums.notna().all() and ((nums == nums.round()) & (nums.abs() < 2**53)).all())
+
+
+def write_raw_layer(path: str, raw_dir: str, ingest_cfg: dict, sheet=None, sep=None, decimal=None) -> dict:
+    """Stream the input into raw Parquet part files; return what was read (small).
+
+    An input in an object store is first downloaded to this process's temporary folder.
+    """
+    with local_copy(path) as local:
+        return _write_raw_parts(local, raw_dir, ingest_cfg, sheet, sep, decimal)
+
+
+def _write_raw_parts(path, raw_dir: str, ingest_cfg: dict, sheet, sep, decimal) -> dict:
+    info, chunks = read_chunks(path, ingest_cfg, sheet=sheet, sep=sep, decimal=decimal)
+    rows, parts, integer_ids, schema = 0, 0, True, None
+    with atomic_dir(as_location(raw_dir)) as tmp:
+        for chunk in chunks:
+            integer_ids = integer_ids and _id_is_integer(chunk[ID])
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            if schema is None:
+                schema = pa.schema([f if not pa.types.is_null(f.type) else pa.field(f.name, pa.string())
+                                    for f in table.schema])
+            write_parquet(table.cast(schema), tmp / f"part-{parts:05d}.parquet")
+            rows += len(chunk)
+            parts += 1
+        if parts == 0:  # header only: one empty part with the header's columns keeps the layer readable
+            empty = {name: pa.array([], pa.string()) for name in info.header}
+            write_parquet(pa.table({**empty, SOURCE_ROW: pa.array([], pa.int64())}), tmp / "part-00000.parquet")
+    return {"rows_in": rows, "parts": parts, "format": info.fmt, "options": info.options,
+            "columns": info.columns, "id_type": "int" if integer_ids else "string"}
+
+
+def _raw_layer_task(*args) -> dict | MailsegError:
+    """write_raw_layer as a worker task: a bad input comes back as a value, so the worker does
+    not log an expected user error as a crashed task with a traceback."""
+    try:
+        return write_raw_layer(*args)
+    except MailsegError as exc:
+        return exc
+
+
+def _duplicate_first_rows(coerced: dd.DataFrame) -> pd.Series:
+    """Id → lowest source row, for Ids that occur more than once among valid rows (small)."""
+    valid = coerced[coerced["_reason"].isna()][[ID, SOURCE_ROW]]
+    counts = valid[ID].value_counts()
+    (repeated,) = compute(counts[counts > 1].index)
+    if len(repeated) == 0:
+        return pd.Series(dtype="int64")
+    dups = valid[valid[ID].isin(list(repeated))]
+    return compute(dups.groupby(ID)[SOURCE_ROW].min())[0]
+
+
+def _write_clean_part(coerced: pd.DataFrame, first_rows: pd.Series, users_dir: str, rejects_dir: str,
+                      index: int) -> dict:
+    kept, ledger = split_partition(coerced, first_rows)
+    write_frame(kept, as_location(users_dir) / f"part-{index:05d}.parquet")
+    write_frame(ledger, as_location(rejects_dir) / f"part-{index:05d}.parquet")
+    reasons = ledger["reason"].str.split(";").explode().str.replace(r"\(kept row \d+\)", "", regex=True)
+    return {"kept": len(kept), "rejected": len(ledger),
+            "reasons": reasons.str.strip().value_counts().to_dict()}
+
+
+def clean_layer(raw_dir, users_dir, rejects_dir, id_type: str, ccfg: dict, manifest=None) -> dict:
+    """Dask pass over the raw layer: every partition writes its users and rejects parts.
+
+    `manifest`: the month's commit mark, removed once the new parts are complete and just before they
+    replace the old layers (in a store that replacement is object by object); a failure before then
+    leaves the previous month whole and committed.
+    """
+    raw = dd.read_parquet([str(p) for p in parquet_files(raw_dir)])
+    meta = coerce_partition(raw._meta, id_type, ccfg)
+    coerced = raw.map_partitions(coerce_partition, id_type, ccfg, meta=meta)
+    first_rows = _duplicate_first_rows(coerced)
+    with atomic_dir(users_dir) as users_tmp, atomic_dir(rejects_dir) as rejects_tmp:
+        tasks = [dask.delayed(_write_clean_part)(part, first_rows, str(users_tmp), str(rejects_tmp), i)
+                 for i, part in enumerate(coerced.to_delayed())]
+        results = compute(*tasks)
+        if manifest is not None:
+            remove_tree(manifest)
+    reasons: dict[str, int] = {}
+    for result in results:
+        for reason, count in result["reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + int(count)
+    return {"rows_kept": sum(r["kept"] for r in results), "rows_rejected": sum(r["rejected"] for r in results),
+            "rejects_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+
+
+def read_manifest(catalog: Catalog, month: str) -> dict | None:
+    path = catalog.manifest(month)
+    if not path.exists() or not catalog.users(month).exists():
+        return None
+    return read_json(path)
+
+
+def _request(cfg: dict, sheet, sep, decimal) -> dict:
+    """What, besides the file's bytes, decides the month's rows: the same file read with another
+    sheet or cleaned under other rules is not 'the same input again'."""
+    icfg = cfg["ingest"]
+    return {"sheet": sheet or icfg["sheet"], "sep": sep or icfg["sep"], "decimal": decimal or icfg["decimal"],
+            "cleaning": cfg["cleaning"]}
+
+
+def _check_previous(previous: dict, digest: str, request: dict, input_path: Path, month: str) -> None:
+    if previous["sha256"] != digest:
+        raise UsageError(
+            f"{input_path}: month {month} was already ingested from other content "
+            f"({previous['source']}, sha256 {previous['sha256'][:12]}…); pass --replace to overwrite it")
+    changed = sorted(k for k in request if previous.get("request", request).get(k) != request[k])
+    raise UsageError(f"{input_path}: month {month} was already ingested from this content with other "
+                     f"{', '.join(changed)} settings; pass --replace to ingest it again")
+
+
+def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | None = None,
+           replace: bool = False, client=None, sheet=None, sep=None, decimal=None) -> dict:
+    """Ingest `input_path` as `month`; returns the manifest (with `skipped` when unchanged)."""
+    month = check_month(month or cfg["ingest"]["month"] or current_month())
+    started = time.perf_counter()
+    from mailseg_dist.inputs.readers import check_file
+
+    input_path = check_file(input_path)
+    # An object is hashed where it is read, on a worker: its bytes never come to the client.
+    digest = client.submit(file_sha256, str(input_path), pure=False).result() \
+        if client is not None and is_remote(input_path) else file_sha256(input_path)
+    request = json.loads(json.dumps(_request(cfg, sheet, sep, decimal)))  # as the manifest will hold it
+    previous = read_manifest(catalog, month)
+    unchanged = previous and previous["sha256"] == digest and previous.get("request", request) == request
+    if unchanged and not replace:
+        return {**previous, "skipped": True, "timings": {"ingest": round(time.perf_counter() - started, 3)}}
+    if previous and not replace:
+        _check_previous(previous, digest, request, input_path, month)
+    args = (str(input_path), str(catalog.raw(month)), cfg["ingest"], sheet, sep, decimal)
+    read = client.submit(_raw_layer_task, *args, pure=False).result() if client else write_raw_layer(*args)
+    if isinstance(read, MailsegError):
+        raise read
+    t_read = time.perf_counter()
+    counts = clean_layer(catalog.raw(month), catalog.users(month), catalog.rejects(month), read["id_type"],
+                         cfg["cleaning"], manifest=catalog.manifest(month))
+    if read["rows_in"] != counts["rows_kept"] + counts["rows_rejected"]:
+        raise InputDataError(f"{input_path}: rows do not reconcile ({read['rows_in']} read, "
+                             f"{counts['rows_kept']} kept, {counts['rows_rejected']} rejected)")
+    manifest = {"month": month, "source": str(input_path), "sha256": digest, "request": request, **read, **counts,
+                "users_path": str(catalog.users(month)), "rejects_path": str(catalog.rejects(month)),
+                "ingested_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    write_json(catalog.manifest(month), manifest)
+    timings = {"read": round(t_read - started, 3), "clean": round(time.perf_counter() - t_read, 3)}
+    return {**manifest, "skipped": False, "timings": timings}

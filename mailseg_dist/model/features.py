@@ -1,0 +1,96 @@
+"""Model inputs from clean-layer columns: the seed's 8 features plus optional transforms.
+
+`features.columns` lists clean-layer columns in model order. Options (config
+`features`) rewrite that list in place, so the order is always predictable:
+
+- log1p: count columns (send, bounce, open, click, Total, engagement_score)
+  become log1p(x), named ``log1p_<column>``; their heavy right tails otherwise
+  dominate the Euclidean distance.
+- cyclical: hour → hour_sin, hour_cos (period 24) and day_of_week → dow_sin,
+  dow_cos (period 7), so 23h is near 0h and Sunday near Monday.
+- rates: open_rate = open/send, click_rate = click/open (0 when open = 0),
+  bounce_rate = bounce/send (0 when send = 0), appended at the end. They are
+  computed from the raw counts, whatever log1p says.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mailseg_dist.core.errors import UsageError
+from mailseg_dist.inputs.schema import CLEAN_COLUMNS, ID
+
+LOG1P_COLUMNS = ("send", "bounce", "open", "click", "Total", "engagement_score")
+CYCLES = {"hour": (24.0, "hour"), "day_of_week": (7.0, "dow")}
+RATES = ("open_rate", "click_rate", "bounce_rate")
+RATE_INPUTS = ("send", "bounce", "open", "click")
+# Model inputs may be any numeric clean-layer column but the Id.
+ALLOWED = tuple(c for c in CLEAN_COLUMNS if c != ID)
+
+
+def _columns(fcfg: dict) -> list[str]:
+    columns = list(fcfg.get("columns") or [])
+    if not columns:
+        raise UsageError("features.columns expected at least one clean-layer column, found none")
+    unknown = [c for c in columns if c not in ALLOWED]
+    if unknown:
+        raise UsageError(f"features.columns: unknown column(s) {unknown}; allowed: {', '.join(ALLOWED)}")
+    if len(set(columns)) != len(columns):
+        raise UsageError(f"features.columns lists a column twice: {columns}")
+    return columns
+
+
+def feature_names(fcfg: dict) -> list[str]:
+    """Names of the model's input columns, in model order."""
+    names: list[str] = []
+    for column in _columns(fcfg):
+        if fcfg.get("cyclical") and column in CYCLES:
+            prefix = CYCLES[column][1]
+            names += [f"{prefix}_sin", f"{prefix}_cos"]
+        elif fcfg.get("log1p") and column in LOG1P_COLUMNS:
+            names.append(f"log1p_{column}")
+        else:
+            names.append(column)
+    if fcfg.get("rates"):
+        names += list(RATES)
+    return names
+
+
+def raw_columns(fcfg: dict) -> list[str]:
+    """Clean-layer columns `feature_frame` reads (in clean-layer order)."""
+    needed = set(_columns(fcfg))
+    if fcfg.get("rates"):
+        needed.update(RATE_INPUTS)
+    return [c for c in CLEAN_COLUMNS if c in needed]
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> np.ndarray:
+    num, den = num.to_numpy(np.float64), den.to_numpy(np.float64)
+    out = np.zeros(len(num), dtype=np.float64)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def feature_frame(df: pd.DataFrame, fcfg: dict) -> pd.DataFrame:
+    """The model's float64 inputs (columns in `feature_names` order, index kept); works on empty frames."""
+    missing = [c for c in raw_columns(fcfg) if c not in df.columns]
+    if missing:
+        raise UsageError(f"feature columns missing from the users table: {missing}")
+    out: dict[str, np.ndarray] = {}
+    for column in _columns(fcfg):
+        values = df[column].to_numpy(np.float64)
+        if fcfg.get("cyclical") and column in CYCLES:
+            period, prefix = CYCLES[column]
+            angle = 2.0 * np.pi * values / period
+            out[f"{prefix}_sin"], out[f"{prefix}_cos"] = np.sin(angle), np.cos(angle)
+        elif fcfg.get("log1p") and column in LOG1P_COLUMNS:
+            out[f"log1p_{column}"] = np.log1p(values)
+        else:
+            out[column] = values
+    if fcfg.get("rates"):
+        out["open_rate"] = _ratio(df["open"], df["send"])
+        out["click_rate"] = _ratio(df["click"], df["open"])
+        out["bounce_rate"] = _ratio(df["bounce"], df["send"])
+    frame = pd.DataFrame(out, index=df.index, columns=feature_names(fcfg), dtype=np.float64)
+    return frame

@@ -1,0 +1,131 @@
+"""StandardScaler fitted out of core, and the lazily scaled feature matrix the engines read.
+
+`fit_scaler` makes ONE pass: each partition returns (n, mean, M2) of its
+features and the client merges them with Chan et al.'s pairwise formula,
+which keeps full precision where "sum of squares minus square of sums" loses
+digits on large counts. The result is a genuine sklearn StandardScaler.
+
+`ScaledData` is the matrix of scaled features, one Dask chunk per Parquet row
+group, with row counts read from the Parquet footers (no pass needed). Workers
+read the files; nothing but small aggregates comes back to the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import StandardScaler
+
+from mailseg_dist.core.errors import InputDataError
+from mailseg_dist.core.numeric import significant
+from mailseg_dist.core.parquet import parquet_files, parquet_units, read_unit
+from mailseg_dist.core.progress import compute
+from mailseg_dist.model.features import feature_frame, feature_names, raw_columns
+
+_EPS = np.finfo(np.float64).eps
+
+
+def _moments(part: pd.DataFrame, fcfg: dict) -> pd.DataFrame:
+    x = feature_frame(part, fcfg).to_numpy()
+    n = x.shape[0]
+    mean = x.mean(axis=0) if n else np.zeros(x.shape[1])
+    m2 = ((x - mean) ** 2).sum(axis=0)
+    return pd.DataFrame([np.concatenate([[n], mean, m2])])
+
+
+def merge_moments(rows: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(n, mean, M2) of the union of partitions from rows [n, mean..., M2...] (Chan et al. 1979)."""
+    d = (rows.shape[1] - 1) // 2
+    n, mean, m2 = 0, np.zeros(d), np.zeros(d)
+    for row in rows:
+        nb, mb, m2b = int(row[0]), row[1:1 + d], row[1 + d:]
+        if nb == 0:
+            continue
+        total = n + nb
+        delta = mb - mean
+        mean = mean + delta * (nb / total)
+        m2 = m2 + m2b + delta ** 2 * (n * nb / total)
+        n = total
+    return n, mean, m2
+
+
+def scaler_from_moments(n: int, mean: np.ndarray, var: np.ndarray, names: list[str]) -> StandardScaler:
+    """A fitted StandardScaler with every attribute sklearn's own fit sets."""
+    scaler = StandardScaler()
+    # Rounded (numeric.significant): k-means++ on the sample would amplify last-bit differences between partitionings.
+    scaler.mean_ = significant(np.asarray(mean, dtype=np.float64))
+    scaler.var_ = significant(np.asarray(var, dtype=np.float64))
+    # sklearn's near-constant rule (preprocessing._data._is_constant_feature): such features keep scale 1.
+    constant = scaler.var_ <= n * _EPS * scaler.var_ + (n * scaler.mean_ * _EPS) ** 2
+    scaler.scale_ = np.where(constant, 1.0, np.sqrt(scaler.var_))
+    scaler.n_samples_seen_ = int(n)
+    scaler.n_features_in_ = len(names)
+    scaler.feature_names_in_ = np.asarray(names, dtype=object)
+    return scaler
+
+
+def fit_scaler(ddf, fcfg: dict) -> StandardScaler:
+    """StandardScaler of `feature_frame(ddf)`, in one compute; equals sklearn's fit on the whole table."""
+    names = feature_names(fcfg)
+    meta = pd.DataFrame([np.zeros(1 + 2 * len(names))])
+    (rows,) = compute(ddf[raw_columns(fcfg)].map_partitions(_moments, fcfg, meta=meta))
+    n, mean, m2 = merge_moments(rows.to_numpy(np.float64))
+    if n == 0:
+        raise InputDataError("cannot fit the scaler: the users table has no rows")
+    return scaler_from_moments(n, mean, m2 / n, names)
+
+
+def scale(df: pd.DataFrame, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
+    """Scaled features as a float64 array; same arithmetic as scaler.transform (x - mean_) / scale_."""
+    return (feature_frame(df, fcfg).to_numpy() - scaler.mean_) / scaler.scale_
+
+
+# --- the scaled matrix, read from Parquet by the workers ---------------------------------------
+
+
+def scaled_unit(unit, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
+    return scale(read_unit(unit, raw_columns(fcfg)), scaler, fcfg)
+
+
+@dataclass(frozen=True)
+class ScaledData:
+    """Scaled features of every user: a lazy (or persisted) Dask array plus where it comes from."""
+
+    array: da.Array                      # n_rows × d float64, one chunk per unit
+    units: list                          # (path, row group, rows) per chunk, in array order (no empty ones)
+    scaler: StandardScaler
+    fcfg: dict
+
+    @property
+    def names(self) -> list[str]:
+        return feature_names(self.fcfg)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.array.shape[0])
+
+    def persist(self) -> "ScaledData":
+        return replace(self, array=self.array.persist())
+
+
+def scaled_from_parquet(users_path: str | Path, scaler: StandardScaler, fcfg: dict) -> ScaledData:
+    # Empty row groups / files are left out: they add nothing and Dask drops zero-row chunks anyway.
+    units = [u for u in parquet_units(parquet_files(users_path)) if u[2] > 0]
+    d = len(feature_names(fcfg))
+    blocks = [da.from_delayed(dask.delayed(scaled_unit, pure=True)(unit, scaler, fcfg),
+                              shape=(unit[2], d), dtype=np.float64) for unit in units]
+    array = da.concatenate(blocks, axis=0) if blocks else da.zeros((0, d), dtype=np.float64)
+    return ScaledData(array, units, scaler, fcfg)
+
+
+def scaled_from_ddf(ddf, scaler: StandardScaler, fcfg: dict) -> da.Array:
+    """Scaled features of a Dask DataFrame as an array with known chunk sizes (costs one pass for lengths)."""
+    names = feature_names(fcfg)
+    meta = pd.DataFrame({n: pd.Series(dtype=np.float64) for n in names})
+    frame = ddf.map_partitions(lambda p: pd.DataFrame(scale(p, scaler, fcfg), columns=names), meta=meta)
+    return frame.to_dask_array(lengths=True)
