@@ -1,23 +1,32 @@
-"""One validated config object from conf/base.yaml, conf/local.yaml, --config and flags.
+"""One validated config object from conf/base.yaml, conf/local.yaml, --config (or a dict) and flags.
 
-base.yaml defines every key and its type: an override may only use keys that
-exist there, with a value of a compatible type, so a typo is an error with a
-suggestion instead of a silently ignored setting.
+base.yaml defines every key and its default; core.settings says what each key
+may hold. An override may only use keys that exist in base.yaml, and every
+value is checked against the table as it is merged, so a typo or a bad value
+is one line naming where it came from (file, "config dict" or "command line"),
+the key, the value and what is allowed: refused before any input is read or
+any cluster starts, not on a worker after the fit.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mailseg_dist.core import settings
 from mailseg_dist.core.errors import ConfigError
 
 LOCAL_CONF = Path("conf") / "local.yaml"  # relative to the folder the job runs from
+PACKAGED_CONF = "mailseg_dist/conf/base.yaml"  # how the defaults are named in messages
+DICT_SOURCE = "config dict"
+FLAGS_SOURCE = "command line"
 
 
 def default_config_text() -> str:
@@ -37,98 +46,109 @@ def _read_yaml(path: Path, text: str | None = None) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return _sections(data, str(path))
+
+
+def _sections(data: Any, source: str) -> dict:
+    """The top level of a config source: a mapping of sections (an empty file is no override)."""
     if data is None:
         return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections, found {type(data).__name__}")
-    return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of sections, found {type(data).__name__}")
+    return dict(data)
 
 
-def _compatible(default: Any, value: Any) -> bool:
-    if default is None or value is None:
-        return True
-    if isinstance(default, bool) or isinstance(value, bool):
-        # "auto"-style keys accept a bool or the string.
-        return isinstance(value, bool) == isinstance(default, bool) or isinstance(default, str)
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float)) or (isinstance(value, str) and default is None)
-    if isinstance(default, str):
-        # "auto" keys also take a number or a bool (k: 6, cache_features: true).
-        return isinstance(value, (str, int, float, bool))
-    if isinstance(default, list):
-        return isinstance(value, list)
-    if isinstance(default, dict):
-        return isinstance(value, dict)
-    return True
+def _found(value: Any, numeric: bool) -> str:
+    """The value as the message shows it; for a number key, a hint on YAML 1.1 reading 1e-4 as text."""
+    shown = repr(value)
+    if numeric and isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return shown
+        return f"{shown} (text: YAML reads 1e-4 as text, write 1.0e-4)"
+    return shown
 
 
-def _merge(base: dict, override: dict, source: str, prefix: str = "") -> None:
+def _refuse(source: str, dotted: str, expected: str, value: Any) -> ConfigError:
+    numeric = "a number" in expected or "an integer" in expected
+    return ConfigError(f"{source}: {dotted} expected {expected}, found {_found(value, numeric)}")
+
+
+def _unknown(base: dict, key: Any, prefix: str, source: str) -> ConfigError:
+    hint = difflib.get_close_matches(str(key), [str(k) for k in base], n=1)
+    tip = f"; did you mean '{prefix}{hint[0]}'?" if hint else f"; known keys: {', '.join(map(str, base))}"
+    return ConfigError(f"{source}: unknown config key '{prefix}{key}'{tip}")
+
+
+def _merge(base: dict, override: Mapping, source: str, origins: dict, prefix: str = "") -> None:
+    """Apply `override` onto `base` in place, refusing unknown keys and values the table does not allow;
+    `origins` records which source set each dotted key (for messages about rules between keys)."""
     for key, value in override.items():
-        where = f"{prefix}{key}"
         if key not in base:
-            hint = difflib.get_close_matches(str(key), [str(k) for k in base], n=1)
-            tip = f"; did you mean '{prefix}{hint[0]}'?" if hint else f"; known keys: {', '.join(map(str, base))}"
-            raise ConfigError(f"{source}: unknown config key '{where}'{tip}")
-        default = base[key]
-        if not _compatible(default, value):
-            raise ConfigError(
-                f"{source}: '{where}' expected {type(default).__name__} like {default!r}, found {value!r}"
-            )
-        if isinstance(default, dict) and isinstance(value, dict):
-            _merge(default, value, source, where + ".")
-        else:
-            base[key] = copy.deepcopy(value)
+            raise _unknown(base, key, prefix, source)
+        dotted = f"{prefix}{key}"
+        if isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise _refuse(source, dotted, f"a mapping of {', '.join(map(str, base[key]))}", value)
+            _merge(base[key], value, source, origins, dotted + ".")
+            continue
+        if not settings.is_valid(dotted, value):
+            raise _refuse(source, dotted, settings.describe(dotted), value)
+        base[key] = copy.deepcopy(value)
+        origins[dotted] = source
 
 
-def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
-    """Set cfg['a']['b'] from 'a.b' (used for CLI flag overrides)."""
-    section, _, key = dotted.partition(".")
-    _merge(cfg, {section: {key: value}}, "command line")
+def set_dotted(cfg: dict, dotted: str, value: Any, origins: dict | None = None) -> None:
+    """Set cfg['a']['b'] from 'a.b' (CLI flag overrides; any depth), checked like any other source."""
+    nested = value
+    for key in reversed(dotted.split(".")):
+        nested = {key: nested}
+    _merge(cfg, nested, FLAGS_SOURCE, {} if origins is None else origins)
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict:
-    """Defaults, then conf/local.yaml, then `path`, then dotted `overrides` (CLI flags)."""
-    cfg = _read_yaml(Path("mailseg_dist/conf/base.yaml"), default_config_text())
-    local = LOCAL_CONF.resolve()
-    if local.exists():
-        _merge(cfg, _read_yaml(local), str(local))
-    if path is not None:
-        _merge(cfg, _read_yaml(Path(path)), str(path))
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            set_dotted(cfg, dotted, value)
-    validate(cfg)
+def _defaults(origins: dict) -> dict:
+    """The packaged defaults, checked against the table too (a bad default is a bug, said as plainly)."""
+    packaged = _read_yaml(Path(PACKAGED_CONF), default_config_text())
+    cfg = copy.deepcopy(packaged)
+    _merge(cfg, packaged, PACKAGED_CONF, origins)
     return cfg
 
 
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ConfigError(message)
+def _source(path: str | os.PathLike | Mapping) -> tuple[dict, str]:
+    """The sections of a YAML file or of a dict nested like one, and the name messages give it."""
+    if isinstance(path, Mapping):
+        return _sections(path, DICT_SOURCE), DICT_SOURCE
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"config: expected a YAML file path or a dict of sections, found {type(path).__name__}")
+    return _read_yaml(Path(path)), str(path)
 
 
-def validate(cfg: dict) -> None:
-    """Cross-key checks that types alone cannot express."""
-    model, ingest = cfg["model"], cfg["ingest"]
-    k = model["k"]
-    _check(k == "auto" or (isinstance(k, int) and not isinstance(k, bool) and k >= 2),
-           f"model.k expected 'auto' or an integer >= 2, found {k!r}")
-    _check(2 <= model["k_min"] <= model["k_max"],
-           f"model.k_min..k_max expected 2 <= k_min <= k_max, found {model['k_min']}..{model['k_max']}")
-    _check(model["engine"] in ("lloyd", "minibatch", "daskml"),
-           f"model.engine expected one of lloyd, minibatch, daskml, found {model['engine']!r}")
-    _check(model["init"] in ("sample", "native"), f"model.init expected sample or native, found {model['init']!r}")
-    _check(isinstance(ingest["chunk_rows"], int) and ingest["chunk_rows"] >= 1,
-           f"ingest.chunk_rows expected a positive integer, found {ingest['chunk_rows']!r}")
-    _check(ingest["xlsx_engine"] in ("calamine", "openpyxl"),
-           f"ingest.xlsx_engine expected calamine or openpyxl, found {ingest['xlsx_engine']!r}")
-    _check(cfg["cleaning"]["duplicate_ids"] in ("keep_first",),
-           f"cleaning.duplicate_ids expected keep_first, found {cfg['cleaning']['duplicate_ids']!r}")
-    _check(cfg["cleaning"]["null_counts"] in ("zero", "reject"),
-           f"cleaning.null_counts expected zero or reject, found {cfg['cleaning']['null_counts']!r}")
-    _check(cfg["report"]["lang"] in ("es", "en"), f"report.lang expected es or en, found {cfg['report']['lang']!r}")
-    _check(bool(cfg["features"]["columns"]), "features.columns expected at least one feature, found none")
-    month = ingest["month"]
-    if month is not None:
-        from mailseg_dist.core.catalog import check_month
+def load_config(path: str | os.PathLike | Mapping | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Defaults, then conf/local.yaml, then `path`, then dotted `overrides` (CLI flags; None = not given).
 
-        check_month(month)
+    `path` is a YAML file or a dict nested like one ({"model": {"k": 6}}, for the Python API).
+    Raises ConfigError (exit 2) on the first unknown key or value the table refuses.
+    """
+    origins: dict[str, str] = {}
+    cfg = _defaults(origins)
+    local = LOCAL_CONF.resolve()
+    if local.exists():
+        _merge(cfg, _read_yaml(local), str(local), origins)
+    if path is not None:
+        data, source = _source(path)
+        _merge(cfg, data, source, origins)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(cfg, dotted, value, origins)
+    validate(cfg, origins)
+    return cfg
+
+
+def validate(cfg: dict, origins: Mapping[str, str] | None = None) -> None:
+    """Rules between keys (k_min <= k_max...) that one key's constraint cannot express; every key's own
+    constraint was checked while merging. The message names the source(s) of the keys involved."""
+    for keys, expected, found in settings.cross_key_violations(cfg):
+        named = [(origins or {}).get(key, PACKAGED_CONF) for key in keys]
+        changed = [source for source in named if source != PACKAGED_CONF] or [PACKAGED_CONF]
+        raise _refuse(" and ".join(dict.fromkeys(changed)), keys[0], expected, found)

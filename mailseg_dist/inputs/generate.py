@@ -51,12 +51,12 @@ import pandas as pd
 
 from mailseg_dist.core.atomic import atomic_path
 from mailseg_dist.core.errors import UsageError
+from mailseg_dist.core.settings import FORMATS
 from mailseg_dist.core.storage import as_location
 
 BLOCK_ROWS = 100_000
 EXCEL_MAX_ROWS = 1_048_575  # 1,048,576 sheet rows minus the header
 MAX_ROWS = 300_000_000      # keeps a * i < M**2 inside int64
-FORMATS = ("xlsx", "csv", "parquet")
 COLUMNS = ["Id", "send", "bounce", "open", "click", "Total", "Comprador", "hour", "day_of_week"]
 INT_COLUMNS = COLUMNS[:7]
 DECIMALS = 10

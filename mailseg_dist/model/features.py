@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 
 from mailseg_dist.core.errors import UsageError
-from mailseg_dist.inputs.schema import CLEAN_COLUMNS, ID
+from mailseg_dist.core.settings import FEATURE_COLUMNS
+from mailseg_dist.inputs.schema import CLEAN_COLUMNS
 
 LOG1P_COLUMNS = ("send", "bounce", "open", "click", "Total", "engagement_score")
 CYCLES = {"hour": (24.0, "hour"), "day_of_week": (7.0, "dow")}
 RATES = ("open_rate", "click_rate", "bounce_rate")
 RATE_INPUTS = ("send", "bounce", "open", "click")
-# Model inputs may be any numeric clean-layer column but the Id.
-ALLOWED = tuple(c for c in CLEAN_COLUMNS if c != ID)
+# Model inputs may be any numeric clean-layer column but the Id (declared with the config table).
+ALLOWED = FEATURE_COLUMNS
 
 
 def _columns(fcfg: dict) -> list[str]:

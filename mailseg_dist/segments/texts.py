@@ -7,7 +7,7 @@ headers. Figure and report labels live beside their modules' code as plain
 
 from __future__ import annotations
 
-LANGS = ("es", "en")
+from mailseg_dist.core.settings import LANGS  # declared once, with the config table
 
 WEEKDAYS = {
     "es": ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"],

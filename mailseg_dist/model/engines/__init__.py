@@ -8,10 +8,13 @@ hashed sample (NumPy), used for initialisation and empty-cluster moves.
 
 from __future__ import annotations
 
-from mailseg_dist.model.engines import daskml, lloyd, minibatch
+import importlib
+
+from mailseg_dist.core.settings import ENGINES as ENGINE_NAMES
 from mailseg_dist.model.engines.lloyd import EngineResult, fit_many
 
-ENGINES = {"lloyd": lloyd.fit, "minibatch": minibatch.fit, "daskml": daskml.fit}
+# One module per engine name of the config table (settings.ENGINES), each with the same fit().
+ENGINES = {name: importlib.import_module(f"{__name__}.{name}").fit for name in ENGINE_NAMES}
 
 
 def get_engine(name: str):
