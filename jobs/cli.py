@@ -12,7 +12,8 @@ import logging
 import sys
 import warnings
 
-from mailseg_dist.core.errors import MailsegError
+from mailseg_dist import MailsegError
+from mailseg_dist.core.settings import choices
 
 from . import commands
 
@@ -37,9 +38,9 @@ def _modelling(parser: argparse.ArgumentParser) -> None:
     _cluster(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (paths.out_dir, default Resultados)")
     parser.add_argument("--month", metavar="YYYY-MM", help="month to ingest INPUT as, or to model (default: latest)")
-    parser.add_argument("--engine", choices=["lloyd", "minibatch", "daskml"], help="fitting engine (model.engine)")
+    parser.add_argument("--engine", choices=choices("model.engine"), help="fitting engine (model.engine)")
     parser.add_argument("--seed", type=int, help="random seed (model.seed)")
-    parser.add_argument("--lang", choices=["es", "en"], help="language of names, recommendations and report")
+    parser.add_argument("--lang", choices=choices("report.lang"), help="language of names, recommendations and report")
     parser.add_argument("--replace", action="store_true", help="re-ingest a month whose input content changed")
     parser.add_argument("--profile", action="store_true",
                         help="save a Dask performance report to <out>/dask_performance_report.html")
@@ -78,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="write synthetic users shaped like the seed data", epilog=EPILOG)
     gen.add_argument("--rows", type=int, required=True, help="number of users")
     gen.add_argument("--out", metavar="FILE", required=True, help="output file")
-    gen.add_argument("--format", choices=["xlsx", "csv", "parquet"], help="default: from the file name")
-    gen.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    gen.add_argument("--format", choices=choices("default_data.format"), help="default: from the file name")
+    gen.add_argument("--seed", type=int, help="random seed (default: default_data.seed, 42)")
     gen.add_argument("--json", action="store_true", help="print one JSON summary object as the last line of stdout")
     gen.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model-dir", metavar="DIR", help="folder with the saved model (default: paths.out_dir)")
     score.add_argument("--out", metavar="DIR", help="output folder for the scored users (default: <model-dir>/scored)")
     score.add_argument("--month", metavar="YYYY-MM", help="month partition for the scored input")
-    score.add_argument("--lang", choices=["es", "en"], help="language of names and recommendations")
+    score.add_argument("--lang", choices=choices("report.lang"), help="language of names and recommendations")
     score.add_argument("--trust-unverified", action="store_true",
                        help="load pickles whose hash cannot be verified (unsafe; warns)")
     return parser

@@ -52,7 +52,7 @@ def fake_result(df: pd.DataFrame, cfg: dict, k: int = 3, seed: int = 0) -> types
         k=k, engine="lloyd", scaler=scaler, model=model, feature_names=list(x_frame.columns),
         centers=model.cluster_centers_, inertia=float(model.inertia_), silhouette=float(silhouette.mean()),
         silhouette_by_cluster={c: silhouette[labels == c] for c in range(k)}, calinski_harabasz=123.4,
-        davies_bouldin=0.9, k_table=k_table, k_reason="elbow at k=3", pca=PCA(2).fit(x),
+        davies_bouldin=0.9, k_table=k_table, k_reason={"rule": "fixed", "k": 3}, pca=PCA(2).fit(x),
         stability={c: 0.5 + 0.2 * c for c in range(k)}, cluster_sizes={c: int((labels == c).sum()) for c in range(k)},
         sample=df.assign(cluster=labels), n_rows=len(df), n_iter=int(model.n_iter_), timings={"fit": 0.1})
 

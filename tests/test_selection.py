@@ -7,10 +7,17 @@ import math
 import pytest
 
 from mailseg_dist.model.selection import choose_k, knee
+from mailseg_dist.segments.texts import k_reason_text
 
 # SEED_FACTS: elbow inertia (all rows) and silhouette (MiniBatchKMeans on 2,000 rows) for k = 2..10.
 SEED_INERTIA = [1.385e6, 1.19e6, 1.035e6, 0.915e6, 0.80e6, 0.728e6, 0.676e6, 0.607e6, 0.567e6]
 SEED_SILHOUETTE = [0.53, 0.215, 0.255, 0.267, 0.275, 0.32, 0.338, 0.338, 0.336]
+
+
+def worded(table, lang="en", **options):
+    """(k, the reason worded in `lang`): choose_k returns the reason as data; the outputs word it."""
+    k, why = choose_k(table, **options)
+    return k, k_reason_text(why, lang)
 
 
 def table(ks, inertia, silhouette):
@@ -18,7 +25,7 @@ def table(ks, inertia, silhouette):
 
 
 def test_seed_table_knee_at_6_picks_7():
-    k, reason = choose_k(table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE), knee_window=1)
+    k, reason = worded(table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE), knee_window=1)
     assert knee(list(range(2, 11)), SEED_INERTIA) == 6
     assert k == 7
     assert "knee (Kneedle) at k=6" in reason
@@ -55,9 +62,9 @@ def test_ties_go_to_the_smaller_k_and_order_does_not_matter():
 
 def test_short_tables_and_missing_silhouettes():
     assert choose_k(table([3], [10.0], [0.2]))[0] == 3
-    k, reason = choose_k(table([2, 3], [10.0, 5.0], [0.2, 0.4]))
+    k, reason = worded(table([2, 3], [10.0, 5.0], [0.2, 0.4]))
     assert k == 3 and "no inertia knee" in reason
-    k, reason = choose_k(table([2, 3, 4, 5], [100, 40, 30, 28], [0.5, math.nan, None, 0.1]))
+    k, reason = worded(table([2, 3, 4, 5], [100, 40, 30, 28], [0.5, math.nan, None, 0.1]))
     assert k == 2 and "k=3: n/a" in reason  # knee 3, window 2..4: NaN/None never beat a number
 
 
@@ -75,8 +82,8 @@ def test_tiny_segment_sets_a_k_aside():
     rows = table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE)
     for row in rows:
         row["sizes"] = {0: 1000, 1: 2 if row["k"] == 7 else 500}
-    k, reason = choose_k(rows, knee_window=1, min_share=0.01)
-    assert k == 6 and "k=7 (0.20%)" in reason
+    k, reason = worded(rows, knee_window=1, min_share=0.01)
+    assert k == 6 and "set aside" in reason and "k=7 (0.20%)" in reason
     assert choose_k(rows, knee_window=1, min_share=0.0)[0] == 7
 
 
@@ -84,9 +91,21 @@ def test_all_tiny_keeps_the_window():
     rows = table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE)
     for row in rows:
         row["sizes"] = [1, 1000]
-    assert choose_k(rows, knee_window=1, min_share=0.01)[0] == 7
+    k, why = choose_k(rows, knee_window=1, min_share=0.01)
+    assert k == 7 and why["guard_kept"] is False and set(why["under_min_share"]) == {5, 6, 7}
+    reason = k_reason_text(why, "en")
+    assert "every k near the knee has a segment under 1% of users" in reason and "could not be kept" in reason
+    assert "no se pudo respetar" in k_reason_text(why, "es")
+
+
+def test_reason_is_data_that_survives_json():
+    import json
+
+    k, why = choose_k(table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE), knee_window=1)
+    assert (k, why["rule"], why["knee"], why["k"]) == (7, "knee", 6, 7)
+    assert k_reason_text(json.loads(json.dumps(why)), "en") == k_reason_text(why, "en")
 
 
 def test_reason_in_spanish():
-    k, reason = choose_k(table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE), knee_window=1, lang="es")
+    k, reason = worded(table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE), "es", knee_window=1)
     assert k == 7 and reason.startswith("codo de la inercia (Kneedle) en k=6") and "elegida k=7" in reason

@@ -11,6 +11,7 @@ The same input content again is recognised by its SHA-256 and skipped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import time
@@ -38,19 +39,7 @@ from mailseg_dist.core.storage import (
 )
 from mailseg_dist.inputs.clean import coerce_partition, split_partition
 from mailseg_dist.inputs.readers import read_chunks
-from mailseg_dist.inputs.schema import ID, SOURCE_ROW
-
-
-def _id_is_integer(values: pd.Series) -> bool:
-    """Every present Id is a whole number that int64 holds exactly (text beyond 2**53 stays text)."""
-    if pd.api.types.is_integer_dtype(values):
-        return True
-    present = values.dropna()
-    if pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present):
-        return bool(((present == present.round()) & (present.abs() < 2**53)).all())
-    text = present.astype(str).str.strip()
-    nums = pd.to_numeric(text[text != ""], errors="coerce")  # blanks are missing Ids, not text Ids
-    return bool(nums.notna().all() and ((nums == nums.round()) & (nums.abs() < 2**53)).all())
+from mailseg_dist.inputs.schema import ID, SOURCE_ROW, id_is_integer
 
 
 def write_raw_layer(path: str, raw_dir: str, ingest_cfg: dict, sheet=None, sep=None, decimal=None) -> dict:
@@ -67,7 +56,7 @@ def _write_raw_parts(path, raw_dir: str, ingest_cfg: dict, sheet, sep, decimal) 
     rows, parts, integer_ids, schema = 0, 0, True, None
     with atomic_dir(as_location(raw_dir)) as tmp:
         for chunk in chunks:
-            integer_ids = integer_ids and _id_is_integer(chunk[ID])
+            integer_ids = integer_ids and id_is_integer(chunk[ID])
             table = pa.Table.from_pandas(chunk, preserve_index=False)
             if schema is None:
                 schema = pa.schema([f if not pa.types.is_null(f.type) else pa.field(f.name, pa.string())
@@ -164,8 +153,7 @@ def _check_previous(previous: dict, digest: str, request: dict, input_path: Path
 
 def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | None = None,
            replace: bool = False, client=None, sheet=None, sep=None, decimal=None) -> dict:
-    """Ingest `input_path` as `month`; returns the manifest (with `skipped` when unchanged)."""
-    month = check_month(month or cfg["ingest"]["month"] or current_month())
+    """Ingest the file `input_path` as `month`; returns the manifest (with `skipped` when unchanged)."""
     started = time.perf_counter()
     from mailseg_dist.inputs.readers import check_file
 
@@ -173,24 +161,59 @@ def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | Non
     # An object is hashed where it is read, on a worker: its bytes never come to the client.
     digest = client.submit(file_sha256, str(input_path), pure=False).result() \
         if client is not None and is_remote(input_path) else file_sha256(input_path)
-    request = json.loads(json.dumps(_request(cfg, sheet, sep, decimal)))  # as the manifest will hold it
+
+    def write_raw(raw_dir: Path) -> dict:
+        args = (str(input_path), str(raw_dir), cfg["ingest"], sheet, sep, decimal)
+        read = client.submit(_raw_layer_task, *args, pure=False).result() if client else write_raw_layer(*args)
+        if isinstance(read, MailsegError):
+            raise read
+        return read
+
+    request = _request(cfg, sheet, sep, decimal)
+    return _ingest_content(str(input_path), digest, request, write_raw, cfg, catalog, month, replace, started)
+
+
+def ingest_frame(data, cfg: dict, catalog: Catalog, month: str | None = None, replace: bool = False,
+                 client=None) -> dict:
+    """Ingest a pandas or Dask DataFrame as `month`, exactly as a file with the same rows (see frames.py)."""
+    from mailseg_dist.inputs.frames import (
+        FRAME_SOURCE,
+        as_dask_frame,
+        frame_digest,
+        write_frame_raw_layer,
+    )
+
+    started = time.perf_counter()
+    kind = "pandas" if isinstance(data, pd.DataFrame) else "Dask"
+    scope = dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext()
+    with scope:
+        ddf = as_dask_frame(data)
+        digest, rows = frame_digest(ddf)
+        source = FRAME_SOURCE.format(kind=kind, rows=sum(rows), parts=len(rows))
+        return _ingest_content(source, digest, _request(cfg, None, None, None),
+                               lambda raw_dir: write_frame_raw_layer(ddf, str(raw_dir), rows, kind),
+                               cfg, catalog, month, replace, started)
+
+
+def _ingest_content(source: str, digest: str, request: dict, write_raw, cfg: dict, catalog: Catalog,
+                    month: str | None, replace: bool, started: float) -> dict:
+    """What every input shares once its content hash is known: skip, refuse, or raw → clean → manifest."""
+    month = check_month(month or cfg["ingest"]["month"] or current_month())
+    request = json.loads(json.dumps(request))  # as the manifest will hold it
     previous = read_manifest(catalog, month)
     unchanged = previous and previous["sha256"] == digest and previous.get("request", request) == request
     if unchanged and not replace:
         return {**previous, "skipped": True, "timings": {"ingest": round(time.perf_counter() - started, 3)}}
     if previous and not replace:
-        _check_previous(previous, digest, request, input_path, month)
-    args = (str(input_path), str(catalog.raw(month)), cfg["ingest"], sheet, sep, decimal)
-    read = client.submit(_raw_layer_task, *args, pure=False).result() if client else write_raw_layer(*args)
-    if isinstance(read, MailsegError):
-        raise read
+        _check_previous(previous, digest, request, source, month)
+    read = write_raw(catalog.raw(month))
     t_read = time.perf_counter()
     counts = clean_layer(catalog.raw(month), catalog.users(month), catalog.rejects(month), read["id_type"],
                          cfg["cleaning"], manifest=catalog.manifest(month))
     if read["rows_in"] != counts["rows_kept"] + counts["rows_rejected"]:
-        raise InputDataError(f"{input_path}: rows do not reconcile ({read['rows_in']} read, "
+        raise InputDataError(f"{source}: rows do not reconcile ({read['rows_in']} read, "
                              f"{counts['rows_kept']} kept, {counts['rows_rejected']} rejected)")
-    manifest = {"month": month, "source": str(input_path), "sha256": digest, "request": request, **read, **counts,
+    manifest = {"month": month, "source": source, "sha256": digest, "request": request, **read, **counts,
                 "users_path": str(catalog.users(month)), "rejects_path": str(catalog.rejects(month)),
                 "ingested_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     write_json(catalog.manifest(month), manifest)

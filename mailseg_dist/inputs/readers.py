@@ -180,6 +180,11 @@ def _pick_sheet(path: Path, names: list[str], sheet: str | None) -> str:
     return sheet
 
 
+def header_for(source: str, names: list) -> list[str]:
+    """Schema names for the columns of an in-memory frame (same aliases and errors as a file's header)."""
+    return _header(source, names, "columns:")
+
+
 def _header(path: Path, raw_header: list, where: str) -> list[str]:
     mapping = map_columns(list(raw_header))
     header = [mapping[i] for i in range(len(raw_header))]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import pandas as pd
+
 ID = "Id"
 COUNTS = ["send", "bounce", "open", "click", "Total"]
 BUYER = "Comprador"
@@ -77,3 +79,15 @@ def map_columns(headers: list[object]) -> dict[int, str]:
 
 def missing_required(columns: list[str]) -> list[str]:
     return [c for c in REQUIRED if c not in columns]
+
+
+def id_is_integer(values: pd.Series) -> bool:
+    """Every present Id is a whole number that int64 holds exactly (text beyond 2**53 stays text)."""
+    if pd.api.types.is_integer_dtype(values):
+        return True
+    present = values.dropna()
+    if pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present):
+        return bool(((present == present.round()) & (present.abs() < 2**53)).all())
+    text = present.astype(str).str.strip()
+    nums = pd.to_numeric(text[text != ""], errors="coerce")  # blanks are missing Ids, not text Ids
+    return bool(nums.notna().all() and ((nums == nums.round()) & (nums.abs() < 2**53)).all())

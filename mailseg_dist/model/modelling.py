@@ -11,7 +11,6 @@ or number of workers for lloyd (minibatch depends on the partitioning).
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 
 from mailseg_dist.core.errors import InputDataError
 from mailseg_dist.core.parquet import parquet_files
+from mailseg_dist.core.stages import Stages
 from mailseg_dist.core.storage import as_location, parquet_metadata
 from mailseg_dist.inputs.sampling import U_COLUMN, draw_sample
 from mailseg_dist.inputs.schema import CLEAN_COLUMNS, ID
@@ -60,7 +60,7 @@ class ModelResult:
     calinski_harabasz: float
     davies_bouldin: float
     k_table: list[dict]                 # per k: k, inertia, silhouette, calinski_harabasz, davies_bouldin, sizes, n_iter
-    k_reason: str
+    k_reason: dict                      # why this k, as data: model.selection.choose_k; worded by segments.texts
     pca: PCA
     stability: dict[int, float]         # cluster → mean bootstrap Jaccard
     cluster_sizes: dict[int, int]       # cluster → users (all rows)
@@ -116,21 +116,6 @@ def _k_row(k: int, stats: ClusterStats, n_iter: int, xs: np.ndarray, cfg: dict):
     return row, (labels, sil)
 
 
-UPDATE_REASON = {"es": "k={k} del modelo anterior (actualización mensual: cada segmento conserva su id)",
-                 "en": "k={k} from the previous model (monthly update: each segment keeps its id)"}
-
-
-class _Clock:
-    def __init__(self):
-        self.timings: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        yield
-        self.timings[name] = round(time.perf_counter() - start, 4)
-
-
 def _read_users(users_path: Path, fcfg: dict):
     files = parquet_files(users_path)
     present = set(parquet_metadata(files[0]).schema.to_arrow_schema().names)
@@ -173,71 +158,119 @@ def _follow_ids(result: EngineResult, init: np.ndarray, data) -> tuple[EngineRes
     return EngineResult(centers, result.n_iter, result.history, stats.inertia, stats), True
 
 
-def _fit_segments(users_path: Path, cfg: dict, client, start: np.ndarray | None = None) -> ModelResult:
+@dataclass
+class _Prepared:
+    """What every fit of one users folder shares: the scaler, the hashed sample and the scaled matrix."""
+
+    scaler: StandardScaler
+    n_rows: int
+    sample: pd.DataFrame        # the first `size` rows of the hashed sample (silhouette, stability, figures)
+    xs: np.ndarray              # those rows scaled
+    xs_start: np.ndarray        # the engines' start sample, scaled (a prefix-compatible superset of xs)
+    data: ScaledData
+    cached: bool
+
+
+def _prepare(users_path: Path, cfg: dict, client, clock: Stages, largest_k: int) -> _Prepared:
+    """One scaler pass, one sample draw, and the lazily scaled matrix (persisted when it fits)."""
     fcfg, mcfg, qcfg = cfg["features"], cfg["model"], cfg["quality"]
-    engine, seed, clock = mcfg["engine"], int(mcfg["seed"]), _Clock()
-    get_engine(engine)  # validate the name before any pass
     ddf, columns = _read_users(users_path, fcfg)
-    with clock("scaler"):
+    with clock("scaler", "fitting the scaler (one pass over the users)"):
         scaler = fit_scaler(ddf, fcfg)
     n_rows = int(scaler.n_samples_seen_)
-    search = mcfg["k"] == "auto" and start is None
-    ks = list(range(mcfg["k_min"], mcfg["k_max"] + 1)) if search else [int(mcfg["k"] if start is None else len(start))]
-    if n_rows <= max(ks):
-        raise InputDataError(f"{users_path}: {n_rows} users cannot make {max(ks)} clusters (need more rows than k)")
-    with clock("sample"):
+    if n_rows <= largest_k:
+        raise InputDataError(f"{users_path}: {n_rows} users cannot make {largest_k} clusters (need more rows than k)")
+    with clock("sample", "drawing the hashed sample"):
         size = max(mcfg["init_sample"], qcfg["bootstrap_sample"], cfg["selection"]["silhouette_sample"])
         # One draw: the hashed sample is ordered by hash, so its first `size` rows are exactly the smaller sample.
-        drawn = draw_sample(ddf, max(size, mcfg["refine_sample"]), seed, columns=columns, total=n_rows)
-        xs_start = scale(drawn, scaler, fcfg)  # the engines' start (init_sample, then refine_sample rows)
-        sample, xs = drawn.iloc[:size], xs_start[:size]  # silhouette, stability, figures
+        drawn = draw_sample(ddf, max(size, mcfg["refine_sample"]), int(mcfg["seed"]), columns=columns, total=n_rows)
+        xs_start = scale(drawn, scaler, fcfg)
     data = scaled_from_parquet(users_path, scaler, fcfg)
     if data.n_rows != n_rows:
         raise InputDataError(f"{users_path}: the users folder changed during modelling ({n_rows} then {data.n_rows} rows)")
     cached = _cache(mcfg["cache_features"], data, client)
     if cached:
-        with clock("cache"):
+        with clock("cache", "keeping the scaled features in worker memory"):
             data = data.persist()
-    table: list[dict] = []
-    details, fits, reordered = {}, {}, False
-    init = None if start is None else (np.asarray(start, dtype=np.float64) - scaler.mean_) / scaler.scale_
-    if search or (engine == "lloyd" and start is None):
-        with clock("k_search"):
-            fits = fit_many(data, ks, mcfg, sample=xs_start)
-            for k in ks:
-                row, details[k] = _k_row(k, fits[k].stats, fits[k].n_iter, xs, cfg)
-                table.append(row)
+    return _Prepared(scaler, n_rows, drawn.iloc[:size], xs_start[:size], xs_start, data, cached)
+
+
+def _candidate_ks(cfg: dict, start) -> tuple[list[int], bool]:
+    mcfg = cfg["model"]
+    if mcfg["k"] == "auto" and start is None:
+        return list(range(mcfg["k_min"], mcfg["k_max"] + 1)), True
+    return [int(mcfg["k"] if start is None else len(start))], False
+
+
+def _search(prep: _Prepared, ks: list[int], cfg: dict, clock: Stages) -> tuple[list[dict], dict, dict]:
+    """Lloyd for every candidate k at once (one pass serves them all): the k table and each fit."""
+    table, details = [], {}
+    with clock("k_search", f"searching k in {ks[0]}..{ks[-1]} (Lloyd, one pass serves every k)"):
+        fits = fit_many(prep.data, ks, cfg["model"], sample=prep.xs_start)
+        for k in ks:
+            row, details[k] = _k_row(k, fits[k].stats, fits[k].n_iter, prep.xs, cfg)
+            table.append(row)
+    return table, details, fits
+
+
+def _pick_k(table: list[dict], ks: list[int], search: bool, start, cfg: dict) -> tuple[int, dict]:
+    """k and why, as data (the outputs word it in the report's language)."""
     if start is not None:
-        k, reason = ks[0], UPDATE_REASON[cfg["report"]["lang"]].format(k=ks[0])
-    elif search:
-        k, reason = choose_k(table, int(cfg["selection"]["knee_window"]),
-                             float(cfg["selection"]["min_segment_share"]), cfg["report"]["lang"])
+        return ks[0], {"rule": "update", "k": ks[0]}
+    if search:
+        scfg = cfg["selection"]
+        return choose_k(table, int(scfg["knee_window"]), float(scfg["min_segment_share"]))
+    return ks[0], {"rule": "fixed", "k": ks[0]}
+
+
+def _final_fit(prep: _Prepared, k: int, cfg: dict, fits: dict, init) -> tuple[EngineResult, ClusterStats, bool]:
+    engine, mcfg = cfg["model"]["engine"], cfg["model"]
+    reordered = False
+    if init is not None:
+        result = get_engine(engine)(prep.data, k, mcfg, init_centers=init, sample=prep.xs_start)
+        result, reordered = _follow_ids(result, init, prep.data)
     else:
-        fixed = {"es": "k={k} fijada por configuración (model.k / --k)", "en": "k={k} fixed by config (model.k / --k)"}
-        k, reason = ks[0], fixed[cfg["report"]["lang"]].format(k=ks[0])
-    with clock("final_fit"):
-        if start is not None:
-            result = get_engine(engine)(data, k, mcfg, init_centers=init, sample=xs_start)
-            result, reordered = _follow_ids(result, init, data)
-        else:
-            result = fits[k] if engine == "lloyd" else get_engine(engine)(data, k, mcfg, sample=xs_start)
-        stats = result.stats if result.stats is not None else assign_stats(data, result.centers)
-    with clock("quality"):
-        if engine == "lloyd" and start is None:
-            labels, (silhouette, by_cluster, per_sample) = details[k]
-        else:  # the search (if any) ran lloyd; the final engine's centres need their own silhouette
-            row, (labels, (silhouette, by_cluster, per_sample)) = _k_row(k, stats, result.n_iter, xs, cfg)
-            table = table or [dict(row, engine=engine)]
-        pca = fit_pca(stats, min(int(qcfg["pca_components"]), len(scaler.mean_)))
-        stability = bootstrap_stability(xs[: int(qcfg["bootstrap_sample"])], k, stats.centers,
-                                        int(qcfg["bootstrap_rounds"]), seed, int(mcfg["n_init"]))
-        model = build_model(stats.centers, stats.inertia, result.n_iter, seed)
-    del data  # releases persisted chunks on the workers
+        result = fits[k] if engine == "lloyd" else get_engine(engine)(prep.data, k, mcfg, sample=prep.xs_start)
+    stats = result.stats if result.stats is not None else assign_stats(prep.data, result.centers)
+    return result, stats, reordered
+
+
+def _quality(prep: _Prepared, k: int, stats: ClusterStats, n_iter: int, table: list[dict], details: dict,
+             cfg: dict) -> dict:
+    """Silhouette (the search's when it ran this engine), PCA from the sums, bootstrap stability, the model."""
+    engine, qcfg, mcfg = cfg["model"]["engine"], cfg["quality"], cfg["model"]
+    if k in details and engine == "lloyd":
+        labels, (silhouette, by_cluster, per_sample) = details[k]
+    else:  # the search (if any) ran lloyd; the final engine's centres need their own silhouette
+        row, (labels, (silhouette, by_cluster, per_sample)) = _k_row(k, stats, n_iter, prep.xs, cfg)
+        table = table or [dict(row, engine=engine)]
+    pca = fit_pca(stats, min(int(qcfg["pca_components"]), len(prep.scaler.mean_)))
+    stability = bootstrap_stability(prep.xs[: int(qcfg["bootstrap_sample"])], k, stats.centers,
+                                    int(qcfg["bootstrap_rounds"]), int(mcfg["seed"]), int(mcfg["n_init"]))
+    return {"silhouette": silhouette, "silhouette_by_cluster": by_cluster, "pca": pca, "stability": stability,
+            "k_table": table, "model": build_model(stats.centers, stats.inertia, n_iter, int(mcfg["seed"])),
+            "sample": _sample_frame(prep.sample, prep.xs, labels, per_sample, pca, cfg["features"])}
+
+
+def _fit_segments(users_path: Path, cfg: dict, client, start: np.ndarray | None = None) -> ModelResult:
+    """prepare → candidate k (search) → pick k → final fit → quality."""
+    clock = Stages("model ")
+    get_engine(cfg["model"]["engine"])  # validate the name before any pass
+    ks, search = _candidate_ks(cfg, start)
+    prep = _prepare(users_path, cfg, client, clock, max(ks))
+    table, details, fits = [], {}, {}
+    if search or (cfg["model"]["engine"] == "lloyd" and start is None):
+        table, details, fits = _search(prep, ks, cfg, clock)
+    k, why = _pick_k(table, ks, search, start, cfg)
+    init = None if start is None else (np.asarray(start, dtype=np.float64) - prep.scaler.mean_) / prep.scaler.scale_
+    with clock("final_fit", f"final fit, k={k}, engine {cfg['model']['engine']}"):
+        result, stats, reordered = _final_fit(prep, k, cfg, fits, init)
+    with clock("quality", "silhouette, PCA and bootstrap stability"):
+        quality = _quality(prep, k, stats, result.n_iter, table, details if start is None else {}, cfg)
+    prep.data = None  # releases persisted chunks on the workers
     return ModelResult(
-        k=k, engine=engine, scaler=scaler, model=model, feature_names=feature_names(fcfg), centers=stats.centers,
-        inertia=stats.inertia, silhouette=silhouette, silhouette_by_cluster=by_cluster,
-        calinski_harabasz=calinski_harabasz(stats), davies_bouldin=davies_bouldin(stats), k_table=table,
-        k_reason=reason, pca=pca, stability=stability,
-        cluster_sizes={j: int(c) for j, c in enumerate(stats.counts)},
-        sample=_sample_frame(sample, xs, labels, per_sample, pca, fcfg), n_rows=n_rows, n_iter=result.n_iter,
-        timings=clock.timings, stats=stats, cached=cached, ids_reordered=reordered)
+        k=k, engine=cfg["model"]["engine"], scaler=prep.scaler, feature_names=feature_names(cfg["features"]),
+        centers=stats.centers, inertia=stats.inertia, calinski_harabasz=calinski_harabasz(stats),
+        davies_bouldin=davies_bouldin(stats), k_reason=why, cluster_sizes={j: int(c) for j, c in enumerate(stats.counts)},
+        n_rows=prep.n_rows, n_iter=result.n_iter, timings=clock.timings, stats=stats, cached=prep.cached,
+        ids_reordered=reordered, **quality)

@@ -60,37 +60,33 @@ def _smallest_share(row: dict) -> float:
     return min(counts) / max(1, sum(counts))
 
 
-REASONS = {
-    "en": {"no_knee": "{n} candidate(s), no inertia knee", "knee": "inertia knee (Kneedle) at k={k}; silhouettes within ±{w}",
-           "aside": "; set aside for a segment under {share:.0%} of users: {ks}",
-           "pick": "; picked k={k} (highest silhouette, ties to the smaller k)"},
-    "es": {"no_knee": "{n} candidata(s), sin codo de inercia", "knee": "codo de la inercia (Kneedle) en k={k}; siluetas a ±{w}",
-           "aside": "; descartadas por tener un segmento con menos del {share:.0%} de los usuarios: {ks}",
-           "pick": "; elegida k={k} (la silueta más alta; en empate, la k menor)"},
-}
-
-
-def _actionable(window: list[dict], min_share: float, words: dict) -> tuple[list[dict], str]:
+def _actionable(window: list[dict], min_share: float) -> tuple[list[dict], dict, bool]:
+    """The k of the window whose smallest segment is big enough to act on; when none is, all of them
+    (and say so: `guard_kept` False), since some k must be chosen."""
     kept = [row for row in window if _smallest_share(row) >= min_share]
-    dropped = [f"k={row['k']} ({_smallest_share(row):.2%})" for row in window if row not in kept]
-    if not kept or not dropped:
-        return window, ""
-    return kept, words["aside"].format(share=min_share, ks=", ".join(dropped))
+    under = {int(row["k"]): round(_smallest_share(row), 6) for row in window if row not in kept}
+    if not kept:
+        return window, under, False
+    return kept, under, True
 
 
-def choose_k(table: list[dict], knee_window: int = 1, min_share: float = 0.0, lang: str = "en") -> tuple[int, str]:
-    """(k, reason) from rows {"k", "inertia", "silhouette", "sizes", ...}; see the module docstring."""
+def choose_k(table: list[dict], knee_window: int = 1, min_share: float = 0.0) -> tuple[int, dict]:
+    """(k, why) from rows {"k", "inertia", "silhouette", "sizes", ...}; see the module docstring.
+
+    `why` is data, not prose (rendered in the report's language by `segments.texts.k_reason_text`):
+    rule ("knee" or "no_knee"), knee, window, the silhouettes compared, the k set aside for a segment
+    under `min_share` and whether that guard could be kept, and the k picked.
+    """
     rows = _validated(table)
-    words = REASONS[lang]
-    ks = [int(row["k"]) for row in rows]
     if len(rows) < 3:
-        window, head = rows, words["no_knee"].format(n=len(rows))
+        window, why = rows, {"rule": "no_knee", "candidates": len(rows)}
     else:
-        elbow = knee(ks, [row["inertia"] for row in rows])
+        elbow = knee([int(row["k"]) for row in rows], [row["inertia"] for row in rows])
         window = [row for row in rows if abs(int(row["k"]) - elbow) <= knee_window]
-        head = words["knee"].format(k=elbow, w=knee_window)
-    compared = ", ".join(f"k={row['k']}: " + (f"{_silhouette(row):.3f}" if _silhouette(row) > -math.inf else "n/a")
-                         for row in window)
-    window, set_aside = _actionable(window, min_share, words)
+        why = {"rule": "knee", "knee": elbow, "window": knee_window}
+    compared = {int(row["k"]): (_silhouette(row) if _silhouette(row) > -math.inf else None) for row in window}
+    window, under, guard_kept = _actionable(window, min_share)
     best = max(window, key=lambda row: (_silhouette(row), -int(row["k"])))  # ties → smaller k
-    return int(best["k"]), f"{head}: {compared}{set_aside}" + words["pick"].format(k=best["k"])
+    why.update(silhouettes=compared, min_segment_share=min_share, under_min_share=under, guard_kept=guard_kept,
+               k=int(best["k"]))
+    return int(best["k"]), why

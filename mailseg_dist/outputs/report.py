@@ -21,7 +21,7 @@ import pandas as pd
 from mailseg_dist.core.atomic import write_text
 from mailseg_dist.core.storage import as_location
 from mailseg_dist.segments.profiles import population
-from mailseg_dist.segments.texts import POPULATION, WEEKDAYS, check_lang
+from mailseg_dist.segments.texts import POPULATION, WEEKDAYS, check_lang, k_reason_text
 
 CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}h1{border-bottom:3px solid #1565c0;padding-bottom:.3em}
@@ -232,17 +232,18 @@ def write_report(path, context: dict) -> Path:
 def report_context(manifest: dict, model_result, segment_table: pd.DataFrame, figures: dict, cfg: dict,
                    lang: str | None = None, timings: dict | None = None, outputs: dict | None = None) -> dict:
     """The report's inputs as plain values: manifest facts, k choice, segments, quality, run details."""
-    r = model_result
+    r, lang = model_result, lang or cfg["report"]["lang"]
     segments = [{**segment_table.loc[c].to_dict(), "cluster": int(c)} for c in segment_table.index]
     keys = ("month", "source", "sha256", "rows_in", "rows_kept", "rows_rejected", "rejects_by_reason", "rejects_path")
     facts = {k: manifest.get(k) for k in keys}
-    return {"lang": lang or cfg["report"]["lang"], "month": facts["month"], "input": facts["source"],
+    return {"lang": lang, "month": facts["month"], "input": facts["source"],
             "input_sha256": facts["sha256"], **{k: facts[k] for k in keys[3:]},
             "generated_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "k": r.k, "k_reason": r.k_reason, "k_table": r.k_table, "engine": r.engine, "features": r.feature_names,
+            "k": r.k, "k_reason": k_reason_text(r.k_reason, lang), "k_table": r.k_table, "engine": r.engine,
+            "features": r.feature_names,
             "n_iter": r.n_iter, "seed": cfg["model"]["seed"], "inertia": r.inertia, "silhouette": r.silhouette,
             "calinski_harabasz": r.calinski_harabasz, "davies_bouldin": r.davies_bouldin,
             "stability": dict(r.stability), "segments": segments,
-            "population": {**population(segment_table).to_dict(), "nombre": POPULATION[lang or cfg["report"]["lang"]]},
+            "population": {**population(segment_table).to_dict(), "nombre": POPULATION[lang]},
             "figures": dict(figures), "timings": dict(timings if timings is not None else r.timings),
             "outputs": {k: str(v) for k, v in (outputs or {}).items()}}

@@ -196,3 +196,34 @@ def check_lang(lang: str) -> str:
 def pick(pair: dict, lang: str) -> str:
     """The `lang` text of a {"es": ..., "en": ...} pair."""
     return pair[check_lang(lang)]
+
+
+K_REASON = {
+    "en": {"no_knee": "{n} candidate(s), no inertia knee", "knee": "inertia knee (Kneedle) at k={k}; silhouettes within ±{w}",
+           "aside": "; set aside for a segment under {share:.0%} of users: {ks}",
+           "guard_lost": "; every k near the knee has a segment under {share:.0%} of users ({ks}): that guard could not be kept",
+           "pick": "; picked k={k} (highest silhouette, ties to the smaller k)",
+           "fixed": "k={k} fixed by config (model.k / --k)",
+           "update": "k={k} from the previous model (monthly update: each segment keeps its id)"},
+    "es": {"no_knee": "{n} candidata(s), sin codo de inercia", "knee": "codo de la inercia (Kneedle) en k={k}; siluetas a ±{w}",
+           "aside": "; descartadas por tener un segmento con menos del {share:.0%} de los usuarios: {ks}",
+           "guard_lost": "; todas las k cerca del codo tienen un segmento con menos del {share:.0%} de los usuarios "
+                         "({ks}): no se pudo respetar ese mínimo",
+           "pick": "; elegida k={k} (la silueta más alta; en empate, la k menor)",
+           "fixed": "k={k} fijada por configuración (model.k / --k)",
+           "update": "k={k} del modelo anterior (actualización mensual: cada segmento conserva su id)"},
+}
+
+
+def k_reason_text(why: dict, lang: str) -> str:
+    """One sentence, in `lang`, from the structured reason `model.selection.choose_k` (or the fit) returns."""
+    words = K_REASON[check_lang(lang)]
+    if why["rule"] in ("fixed", "update"):
+        return words[why["rule"]].format(k=why["k"])
+    head = words["no_knee"].format(n=why["candidates"]) if why["rule"] == "no_knee" else \
+        words["knee"].format(k=why["knee"], w=why["window"])
+    compared = ", ".join(f"k={k}: " + ("n/a" if s is None else f"{s:.3f}") for k, s in why["silhouettes"].items())
+    under = ", ".join(f"k={k} ({share:.2%})" for k, share in why["under_min_share"].items())
+    guard = "" if not under else words["aside" if why["guard_kept"] else "guard_lost"].format(
+        share=why["min_segment_share"], ks=under)
+    return f"{head}: {compared}{guard}" + words["pick"].format(k=why["k"])

@@ -1,4 +1,4 @@
-"""Wiring of `mailseg run` (and `update`): which data, then ingest → model → publish, with one summary.
+"""Wiring of `mailseg run` (and `update`): which data, then ingest → fit → write, with one summary.
 
 Stage functions live in their own modules; this file only decides their order,
 times them and reconciles the counts that the summary reports.
@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 from mailseg_dist.core.atomic import folder_lock, write_json
-from mailseg_dist.core.catalog import SUMMARY_JSON, Catalog, check_month
+from mailseg_dist.core.catalog import REPORT_HTML, SUMMARY_JSON, Catalog, check_month
 from mailseg_dist.core.errors import InputDataError
+from mailseg_dist.core.stages import Stages
+from mailseg_dist.core.storage import as_location
 from mailseg_dist.inputs.ingest import ingest, read_manifest
+from mailseg_dist.segments.texts import k_reason_text
 
 log = logging.getLogger("mailseg")
 
@@ -31,19 +34,30 @@ def ensure_default_input(cfg: dict, catalog: Catalog) -> Path:
     return path
 
 
-def resolve_month(cfg: dict, catalog: Catalog, client, input_path, month, replace) -> dict:
-    """Ingest INPUT if given; else model --month, the latest month, or the default data."""
-    if input_path is None and month is None and catalog.months():
+def is_frame(data) -> bool:
+    """A pandas or Dask DataFrame given as input (rather than a path)."""
+    import pandas as pd
+
+    return isinstance(data, pd.DataFrame) or type(data).__module__.startswith("dask")
+
+
+def resolve_month(cfg: dict, catalog: Catalog, client, data, month, replace) -> dict:
+    """Ingest `data` (a path or a DataFrame) if given; else model --month, the latest month, or the default data."""
+    if is_frame(data):
+        from mailseg_dist.inputs.ingest import ingest_frame
+
+        return ingest_frame(data, cfg, catalog, month=month, replace=replace, client=client)
+    if data is None and month is None and catalog.months():
         month = catalog.months()[-1]
-    if input_path is None and month is not None:
+    if data is None and month is not None:
         manifest = read_manifest(catalog, check_month(month))
         if manifest is None:
             raise InputDataError(f"{catalog.users(month)}: month {month} has not been ingested; "
                                  "run `mailseg ingest FILE --month " + month + "` first")
         return {**manifest, "skipped": True, "timings": {}}
-    if input_path is None:
-        input_path = ensure_default_input(cfg, catalog)
-    return ingest(input_path, cfg, catalog, month=month, replace=replace, client=client)
+    if data is None:
+        data = ensure_default_input(cfg, catalog)
+    return ingest(data, cfg, catalog, month=month, replace=replace, client=client)
 
 
 def _check_enough_rows(manifest: dict, cfg: dict) -> None:
@@ -55,49 +69,77 @@ def _check_enough_rows(manifest: dict, cfg: dict) -> None:
             f"(rows read {manifest['rows_in']}, rejected {manifest['rows_rejected']}: see {manifest['rejects_path']})")
 
 
-def run_job(cfg: dict, catalog: Catalog, client, input_path=None, month=None, replace=False, monitor=None,
+def ingest_stage(cfg: dict, catalog: Catalog, client, data=None, month=None, replace=False) -> dict:
+    """The month's users, ingested if need be, with rows read = kept + rejected said on stderr."""
+    stage = Stages()
+    with stage("ingest", "reading and cleaning the input"):
+        manifest = resolve_month(cfg, catalog, client, data, month, replace)
+    log.info("month %s: %d rows read = %d kept + %d rejected", manifest["month"], manifest["rows_in"],
+             manifest["rows_kept"], manifest["rows_rejected"])
+    return manifest
+
+
+def fit_stage(manifest: dict, cfg: dict, client, previous=None) -> tuple:
+    """(ModelResult, segment table): the fit on the month's users, then every segment's profile, name and action."""
+    from mailseg_dist.model.modelling import fit_segments
+    from mailseg_dist.outputs.publish import describe_segments
+
+    _check_enough_rows(manifest, cfg)
+    stage = Stages()
+    with stage("model", f"fitting segments on {manifest['users_path']}"):
+        result = fit_segments(manifest["users_path"], cfg, client,
+                              start=None if previous is None else previous.centers)
+    log.info("k=%d with engine %s: inertia %.1f, silhouette %.3f", result.k, result.engine, result.inertia,
+             result.silhouette)
+    with stage("profiles", "profiling and naming the segments (one pass over all users)"):
+        table = describe_segments(result, manifest["users_path"], cfg)
+    result.timings.update({f"stage_{k}": v for k, v in stage.timings.items()})
+    return result, table
+
+
+def write_stage(result, table, manifest: dict, cfg: dict, out_dir, client, previous=None, monitor=None,
+                started: float | None = None) -> dict:
+    """Every output and, last, run_summary.json (the commit mark); returns the summary."""
+    from mailseg_dist.outputs.publish import publish
+
+    out_dir = as_location(out_dir)
+    summary_path = out_dir / SUMMARY_JSON
+    t_publish = time.perf_counter()
+    summary_path.unlink(missing_ok=True)  # from here on the folder mixes runs until the new mark
+    outputs = publish(result, manifest, table, cfg, out_dir, client)
+    timings = {**{f"ingest_{k}": v for k, v in manifest.get("timings", {}).items()},
+               **{f"model_{k}": round(v, 3) for k, v in result.timings.items() if not k.startswith("stage_")},
+               "model": result.timings.get("stage_model"), "profiles": result.timings.get("stage_profiles"),
+               "publish": round(time.perf_counter() - t_publish, 3)}
+    timings["total"] = round(time.perf_counter() - (started or t_publish), 3)
+    summary = build_summary(manifest, result, outputs, timings, cfg)
+    if previous is not None:
+        from mailseg_dist.workflows.update import update_block
+
+        summary["update"] = update_block(previous, result.scaler, result.centers, summary["segments"],
+                                         result.ids_reordered)
+    if monitor is not None:
+        summary["cluster"] = monitor.report()
+    write_json(summary_path, summary)
+    log.info("done in %.1f s: results in %s; open %s first", timings["total"], out_dir, out_dir / REPORT_HTML)
+    return summary
+
+
+def run_job(cfg: dict, catalog: Catalog, client, data=None, month=None, replace=False, monitor=None,
             locked: bool = False, previous=None) -> dict:
     """The whole job; returns the run summary (also written to <out>/run_summary.json).
 
     run_summary.json is the run's commit mark: it is removed before the first
     output changes and written last, so when it exists every output beside it
     comes from the run it describes. `locked`: the caller already holds
-    folder_lock(catalog.out_dir) (the CLI takes it before starting a cluster).
+    folder_lock(catalog.out_dir) (the API's `run` takes it before starting a cluster).
     `previous`: update.previous_segments(...) for a monthly update (k and start from that model).
     """
-    from mailseg_dist.model.modelling import fit_segments
-    from mailseg_dist.outputs.publish import publish
-
     started = time.perf_counter()
-    summary_path = catalog.out_dir / SUMMARY_JSON
     with contextlib.nullcontext() if locked else folder_lock(catalog.out_dir, "mailseg run"):
-        manifest = resolve_month(cfg, catalog, client, input_path, month, replace)
-        log.info("month %s: %d rows read = %d kept + %d rejected", manifest["month"], manifest["rows_in"],
-                 manifest["rows_kept"], manifest["rows_rejected"])
-        _check_enough_rows(manifest, cfg)
-        t_model = time.perf_counter()
-        log.info("fitting segments on %s", manifest["users_path"])
-        result = fit_segments(manifest["users_path"], cfg, client,
-                              start=None if previous is None else previous.centers)
-        log.info("k=%d with engine %s: inertia %.1f, silhouette %.3f", result.k, result.engine, result.inertia,
-                 result.silhouette)
-        t_publish = time.perf_counter()
-        summary_path.unlink(missing_ok=True)  # from here on the folder mixes runs until the new mark
-        outputs = publish(result, manifest, cfg, catalog, client)
-        timings = {**{f"ingest_{k}": v for k, v in manifest.get("timings", {}).items()},
-                   **{f"model_{k}": round(v, 3) for k, v in result.timings.items()},
-                   "model": round(t_publish - t_model, 3), "publish": round(time.perf_counter() - t_publish, 3),
-                   "total": round(time.perf_counter() - started, 3)}
-        summary = build_summary(manifest, result, outputs, timings, cfg)
-        if previous is not None:
-            from mailseg_dist.workflows.update import update_block
-
-            summary["update"] = update_block(previous, result.scaler, result.centers, summary["segments"],
-                                             result.ids_reordered)
-        if monitor is not None:
-            summary["cluster"] = monitor.report()
-        write_json(summary_path, summary)
-    return summary
+        manifest = ingest_stage(cfg, catalog, client, data, month, replace)
+        result, table = fit_stage(manifest, cfg, client, previous)
+        return write_stage(result, table, manifest, cfg, catalog.out_dir, client, previous, monitor, started)
 
 
 def build_summary(manifest: dict, result, outputs: dict, timings: dict, cfg: dict) -> dict:
@@ -108,7 +150,8 @@ def build_summary(manifest: dict, result, outputs: dict, timings: dict, cfg: dic
         "rows_reconciled": manifest["rows_in"] == manifest["rows_kept"] + manifest["rows_rejected"],
         "rejects_by_reason": manifest["rejects_by_reason"], "rejects_path": manifest["rejects_path"],
         "parquet_path": manifest["users_path"],
-        "k": result.k, "k_reason": result.k_reason, "k_table": result.k_table, "engine": result.engine,
+        "k": result.k, "k_reason": k_reason_text(result.k_reason, cfg["report"]["lang"]), "k_choice": result.k_reason,
+        "k_table": result.k_table, "engine": result.engine,
         "features": result.feature_names, "seed": cfg["model"]["seed"], "n_iter": result.n_iter,
         "inertia": result.inertia, "silhouette": result.silhouette,
         "calinski_harabasz": result.calinski_harabasz, "davies_bouldin": result.davies_bouldin,

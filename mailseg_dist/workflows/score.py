@@ -27,10 +27,11 @@ from mailseg_dist.core.catalog import (
 )
 from mailseg_dist.core.errors import InputDataError
 from mailseg_dist.core.storage import as_location, remove_tree
-from mailseg_dist.inputs.ingest import ingest
+from mailseg_dist.inputs.ingest import ingest, ingest_frame
 from mailseg_dist.model.model_files import load_saved_model
 from mailseg_dist.outputs.export import write_results_xlsx, write_user_results
 from mailseg_dist.outputs.segment_files import load_segment_table
+from mailseg_dist.workflows.run import is_frame
 
 log = logging.getLogger("mailseg")
 
@@ -72,8 +73,9 @@ def score_file(input_path, cfg: dict, catalog: Catalog, client, out_dir=None, mo
     lang = cfg["report"]["lang"]
     out = as_location(out_dir) if out_dir else model_dir / SCORED_SUBDIR
     with folder_lock(out, "mailseg score"):
-        manifest = ingest(input_path, cfg, _scoring_catalog(cfg, catalog), month=month, replace=True,
-                          client=client)
+        ingest_any = ingest_frame if is_frame(input_path) else ingest  # a path, or a pandas/Dask DataFrame
+        manifest = ingest_any(input_path, cfg, _scoring_catalog(cfg, catalog), month=month, replace=True,
+                              client=client)
         log.info("scoring %d users (%d rejected) with the model in %s", manifest["rows_kept"],
                  manifest["rows_rejected"], model_dir)
         remove_tree(out / SUMMARY_JSON)  # the commit mark: a folder without it is being rewritten

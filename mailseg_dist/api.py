@@ -1,0 +1,191 @@
+"""The Python API: everything `mailseg` does, callable from a notebook or a script.
+
+The CLI (`jobs/`) is a thin shell over these functions: each command parses its
+flags and calls one of them, so nothing the CLI does is out of reach here.
+Errors are `mailseg_dist.MailsegError` subclasses whose `exit_code` is the
+CLI's (2 usage or config, 3 input data, 4 cluster).
+
+`config` is None (conf/base.yaml's defaults plus ./conf/local.yaml), the path of
+a YAML file, or a dict shaped like conf/base.yaml; keyword arguments such as
+`k` or `seed` override it. Without a `client`, each call starts a LocalCluster
+(or connects to `cluster.scheduler`) and closes it before returning; a client
+you pass is used and never closed. A LocalCluster starts worker processes: in a
+script, call the API under ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailseg_dist.core.catalog import Catalog, check_month
+from mailseg_dist.core.config import load_config
+
+if TYPE_CHECKING:
+    from mailseg_dist.workflows.segmentation import Segmentation
+
+
+def _config(config, **dotted) -> dict:
+    return load_config(config, {key.replace("__", "."): v for key, v in dotted.items() if v is not None})
+
+
+def _input(data, check: bool = True):
+    """A path as an absolute local path or store URL (workers must find it), checked before any cluster
+    starts; a pandas/Dask DataFrame or None as it is."""
+    from mailseg_dist.workflows.run import is_frame
+
+    if data is None or is_frame(data):
+        return data
+    from mailseg_dist.core.storage import location
+    from mailseg_dist.inputs.readers import check_file
+
+    found = location(data, "input")
+    return check_file(found) if check else found
+
+
+def _check_month(month):
+    return None if month is None else check_month(month)
+
+
+def segment(data=None, *, k="auto", config=None, client=None, seed=None, month=None, data_dir=None,
+            replace=False) -> Segmentation:
+    """Segment the users in `data` with k-means on Dask; nothing is written but the data layers.
+
+    Parameters
+    ----------
+    data : str, pathlib.Path, pandas.DataFrame, dask.dataframe.DataFrame or None
+        An xlsx / CSV / Parquet file (local path or fsspec URL such as ``s3://``), or a frame with the
+        input columns (any accepted header). None: the latest ingested month, else the bundled default data.
+        A path or frame is ingested first (cleaned, with its rejects ledger) into `data_dir`.
+    k : int or "auto"
+        Number of segments; "auto" chooses it by the inertia knee and the stratified silhouette.
+    config : None, str, pathlib.Path or dict
+        Settings over the defaults (see conf/base.yaml).
+    client : distributed.Client, optional
+        Used and left open; None starts a LocalCluster for the call.
+    seed : int, optional
+        Overrides model.seed: the same data and seed give the same segments on any partitioning.
+    month : str, optional
+        YYYY-MM month to ingest the data as, or to model (default: the config's, else the current month).
+    data_dir : str, optional
+        Where the Parquet layers and rejects go (default: paths.data_dir, ``data`` in the current folder).
+    replace : bool
+        Re-ingest a month whose input content changed.
+
+    Returns
+    -------
+    Segmentation
+        k, k_table, k_reason, segments, scaler, model, metrics, manifest; `predict(df)` and `write(out)`.
+
+    Examples
+    --------
+    >>> import mailseg_dist as ms
+    >>> seg = ms.segment("users.xlsx", k=6, seed=42)          # doctest: +SKIP
+    >>> seg.segments[["id", "name", "share", "action"]]      # doctest: +SKIP
+    >>> seg.predict(new_users_df)                            # doctest: +SKIP
+    >>> seg.write("Resultados")                              # doctest: +SKIP
+    """
+    from mailseg_dist.workflows.job import client_scope
+    from mailseg_dist.workflows.run import fit_stage, ingest_stage
+    from mailseg_dist.workflows.segmentation import Segmentation
+
+    cfg = _config(config, model__k=k, model__seed=seed)
+    month = _check_month(month)
+    data, catalog = _input(data), Catalog(cfg, data_dir=data_dir)
+    with client_scope(cfg, client) as active:
+        manifest = ingest_stage(cfg, catalog, active, data, month, replace)
+        result, table = fit_stage(manifest, cfg, active)
+    return Segmentation(result, table, manifest, cfg, catalog)
+
+
+def run(data=None, *, config=None, out=None, data_dir=None, month=None, replace=False, client=None, k=None,
+        engine=None, seed=None, lang=None, scheduler=None, profile=False) -> dict:
+    """`mailseg run`: ingest `data` (as in `segment`), fit, and write every output into `out`; the run summary.
+
+    The output folder is locked before any cluster starts; run_summary.json is written last. `k`, `engine`,
+    `seed`, `lang` and `scheduler` override model.k, model.engine, model.seed, report.lang and
+    cluster.scheduler; `profile` saves a Dask performance report beside the outputs.
+    """
+    from mailseg_dist.workflows.job import job
+    from mailseg_dist.workflows.run import run_job
+
+    cfg = _config(config, model__k=k, model__engine=engine, model__seed=seed, report__lang=lang,
+                  cluster__scheduler=scheduler)
+    month = _check_month(month)
+    data = _input(data)
+    catalog = Catalog(cfg, data_dir=data_dir, out_dir=out)
+    with job(cfg, catalog.out_dir, "mailseg run", client, profile) as (active, monitor):
+        return run_job(cfg, catalog, active, data=data, month=month, replace=replace, monitor=monitor, locked=True)
+
+
+def update(data=None, *, model_dir=None, config=None, out=None, data_dir=None, month=None, replace=False,
+           client=None, engine=None, seed=None, lang=None, scheduler=None, profile=False,
+           trust_unverified=False) -> dict:
+    """`mailseg update`: refit a new month from the saved model in `model_dir` (default `out`); ids are kept.
+
+    The previous model is verified by SHA-256 and read from plain JSON before any cluster starts.
+    """
+    from mailseg_dist.workflows.job import job
+    from mailseg_dist.workflows.run import run_job
+    from mailseg_dist.workflows.update import previous_segments
+
+    cfg = _config(config, model__engine=engine, model__seed=seed, report__lang=lang, cluster__scheduler=scheduler)
+    month = _check_month(month)
+    data = _input(data)
+    catalog = Catalog(cfg, data_dir=data_dir, out_dir=out)
+    previous = previous_segments(Catalog(cfg, out_dir=model_dir or out).out_dir, cfg, trust_unverified)
+    with job(cfg, catalog.out_dir, "mailseg update", client, profile) as (active, monitor):
+        return run_job(cfg, catalog, active, data=data, month=month, replace=replace, monitor=monitor,
+                       locked=True, previous=previous)
+
+
+def score(data, *, model_dir=None, out=None, config=None, data_dir=None, month=None, client=None, lang=None,
+          scheduler=None, trust_unverified=False) -> dict:
+    """`mailseg score`: label the users in `data` with the saved model in `model_dir`, without refitting.
+
+    Nothing is unpickled: the model is rebuilt from modelo.json after its SHA-256 is checked. Results go to
+    `out` (default ``<model_dir>/scored``); returns the summary.
+    """
+    from mailseg_dist.workflows.job import client_scope
+    from mailseg_dist.workflows.score import load_scoring_model, score_file
+
+    cfg = _config(config, report__lang=lang, cluster__scheduler=scheduler)
+    month = _check_month(month)
+    data = _input(data)
+    catalog = Catalog(cfg, data_dir=data_dir, out_dir=model_dir)
+    saved = load_scoring_model(catalog.out_dir, cfg, trust_unverified)  # a refused model starts no cluster
+    with client_scope(cfg, client) as active:
+        return score_file(data, cfg, catalog, active, out_dir=out, month=month, trust_unverified=trust_unverified,
+                          saved=saved)
+
+
+def ingest(data, *, config=None, data_dir=None, month=None, replace=False, client=None, sheet=None, sep=None,
+           decimal=None, scheduler=None) -> dict:
+    """`mailseg ingest`: convert `data` (a file, or a pandas/Dask DataFrame) to the month's Parquet layers.
+
+    Returns the month's manifest: rows in = kept + rejected, rejects by reason, the input's SHA-256.
+    """
+    from mailseg_dist.inputs.ingest import ingest as ingest_file
+    from mailseg_dist.inputs.ingest import ingest_frame
+    from mailseg_dist.workflows.job import client_scope
+    from mailseg_dist.workflows.run import is_frame
+
+    cfg = _config(config, cluster__scheduler=scheduler)
+    month = _check_month(month)
+    data = _input(data)
+    catalog = Catalog(cfg, data_dir=data_dir)
+    with client_scope(cfg, client) as active:
+        if is_frame(data):
+            return ingest_frame(data, cfg, catalog, month=month, replace=replace, client=active)
+        return ingest_file(data, cfg, catalog, month=month, replace=replace, client=active, sheet=sheet, sep=sep,
+                           decimal=decimal)
+
+
+def generate(rows: int, out, *, format: str | None = None, seed: int | None = None) -> dict:
+    """`mailseg generate`: `rows` synthetic seed-like users written to `out` (xlsx, csv or parquet).
+
+    The same rows and seed give the same file on any machine; `seed` defaults to default_data.seed.
+    """
+    from mailseg_dist.workflows.generate import generate_file
+
+    seed = load_config()["default_data"]["seed"] if seed is None else seed
+    return generate_file(rows, out, fmt=format, seed=seed)
