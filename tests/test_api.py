@@ -149,3 +149,24 @@ def test_run_score_and_update_through_the_api(tmp_path, users_csv, users_df, das
     updated = ms.update(nxt["path"], month="2026-11", config=SMALL, client=dask_client)
     assert updated["k"] == 3 and updated["update"]["previous_model"] == str(out)
     assert updated["month"] == "2026-11" and updated["rows_reconciled"]
+
+
+def test_every_command_and_api_function_is_documented():
+    """As sqlite-utils does: a command or API function missing from the README or without a docstring fails."""
+    import argparse
+    from pathlib import Path
+
+    from jobs.cli import build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) >= {"run", "update", "score", "ingest", "generate"}
+    undocumented = [c for c in commands if f"mailseg {c}" not in readme]
+    assert not undocumented, f"commands missing from README.md: {undocumented}"
+    for name in ms.__all__:
+        value = getattr(ms, name)
+        if callable(value) and not isinstance(value, type(ms.MailsegError)):
+            assert (value.__doc__ or "").strip(), f"mailseg_dist.{name} has no docstring"
+            assert f"ms.{name}(" in readme, f"mailseg_dist.{name} is missing from README.md's Python API section"
+    assert "Parameters\n    ----------" in ms.segment.__doc__ and "Returns\n    -------" in ms.segment.__doc__

@@ -16,8 +16,8 @@ Profiles
 Names (``segment_names``), first rule that holds, thresholds from cfg["recommend"]
 (a segment without users is "Sin usuarios"):
     1. bounce rate ≥ bounce_rate_high                              → "Rebotes: limpiar lista"
-    2. engagement ≥ population × very_high_engagement_ratio (default 2.0,
-       optional key) and clicks per open ≥ the population's         → "Núcleo muy comprometido"
+    2. engagement ≥ population × very_high_engagement_ratio
+       and clicks per open ≥ the population's         → "Núcleo muy comprometido"
     3. buyer rate ≥ buyer_rate_high and open rate < population's    → "Compradores fieles poco lectores"
     4. mean sends ≥ population × heavy_send_ratio                    → "Muy enviados y muy comprometidos"
        (engagement ≥ population × very_high_engagement_ratio, clicks below), "Muy enviados,
@@ -60,7 +60,6 @@ LABEL = "cluster"
 SILHOUETTE = "silhouette_score"
 MEDIAN_DECIMALS = 2
 COMBINE_EVERY = 8
-VERY_HIGH_ENGAGEMENT_RATIO = 2.0
 
 
 # ---------------------------------------------------------------- statistics
@@ -191,7 +190,7 @@ def week_part(day: float) -> str:
 def segment_traits(profiles: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     """The documented yes/no traits of each segment against the population, used by names and actions."""
     rc, pop = cfg["recommend"], population(profiles)
-    very_high = rc.get("very_high_engagement_ratio", VERY_HIGH_ENGAGEMENT_RATIO)
+    very_high = rc["very_high_engagement_ratio"]
     eng_ratio = profiles["engagement_score_mean"] / pop["engagement_score_mean"]
     send_ratio = profiles["send_mean"] / pop["send_mean"]
     below_open = profiles["open_rate"] < pop["open_rate"]

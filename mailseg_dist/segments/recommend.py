@@ -17,7 +17,7 @@ Per-user advice (``user_recommendations``), from the user's own row; the first t
     a. hygiene: bounce ≥ send (and bounce > 0) → verify/suppress the address; replaces the
        segment action, which is quoted by name.
     b. sunset: send ≥ user_sunset_min_sends, open + click == 0, and (bounce > 0 or
-       send ≥ user_sunset_min_sends × user_sunset_send_ratio (default 2, optional key)) →
+       send ≥ user_sunset_min_sends × user_sunset_send_ratio (conf/base.yaml)) →
        one last win-back email, then suppress; replaces the segment action.
     c. re-engagement: send ≥ user_sunset_min_sends and open + click == 0 otherwise →
        one win-back email with an incentive, sunset if no response; plus the best time.
@@ -50,7 +50,6 @@ from mailseg_dist.segments.texts import (
 )
 
 RECOMMENDATION = "recomendacion"
-SUNSET_SEND_RATIO = 2.0
 THRESHOLD_KEY = {"none": "high_engagement_ratio", "hygiene": "bounce_rate_high", "other_channels": "buyer_rate_high",
                  "reduce_frequency": "heavy_send_ratio", "loyalty": "high_engagement_ratio",
                  "reactivate": "high_engagement_ratio"}
@@ -99,7 +98,7 @@ def user_action_codes(df: pd.DataFrame, cfg: dict) -> pd.Series:
     min_sends = rc["user_sunset_min_sends"]
     hygiene = (bounce >= send) & (bounce > 0)
     inactive = (send >= min_sends) & ((df["open"] + df["click"]).to_numpy() == 0)
-    very_high = send >= min_sends * rc.get("user_sunset_send_ratio", SUNSET_SEND_RATIO)
+    very_high = send >= min_sends * rc["user_sunset_send_ratio"]
     sunset = inactive & ((bounce > 0) | very_high)
     codes = np.select([hygiene, sunset, inactive], ["hygiene", "sunset", "reengage"], "segment")
     return pd.Series(codes, index=df.index, name="accion_usuario")
