@@ -50,12 +50,14 @@ class DaskProcesses:
     """A scheduler and `n_workers` worker processes; `close()` always stops all of them.
 
     Logs go to files in `folder` (scheduler.log, worker-<i>.log) so that a test can
-    check them and a failure can be diagnosed.
+    check them and a failure can be diagnosed. `dask` is the command that starts them
+    (default: this interpreter's); tests/test_wheel.py passes another environment's.
     """
 
     def __init__(self, folder: Path, n_workers: int = 2, memory_limit: str = "1GiB", tls: dict | None = None,
-                 worker_args: tuple[str, ...] = ()):
+                 worker_args: tuple[str, ...] = (), dask: list[str] | None = None):
         self.folder = Path(folder)
+        self.dask = list(dask) if dask else dask_cli()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.tls = tls
         self.procs: dict[str, subprocess.Popen] = {}
@@ -82,7 +84,7 @@ class DaskProcesses:
     def _start_scheduler(self) -> str:
         scheduler_file = self.folder / "scheduler.json"
         protocol = "tls" if self.tls else "tcp"
-        self._spawn("scheduler", [*dask_cli(), "scheduler", "--host", LOOPBACK, "--port", "0",
+        self._spawn("scheduler", [*self.dask, "scheduler", "--host", LOOPBACK, "--port", "0",
                                   "--protocol", protocol, "--no-dashboard",
                                   "--dashboard-address", f"{LOOPBACK}:0", "--scheduler-file", str(scheduler_file),
                                   *GUARD, *tls_args(self.tls)])
@@ -98,7 +100,7 @@ class DaskProcesses:
 
     def start_worker(self, i: int, memory_limit: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
         return self._spawn(f"worker-{i}", [
-            *dask_cli(), "worker", self.address, "--nthreads", "1", "--memory-limit", memory_limit,
+            *self.dask, "worker", self.address, "--nthreads", "1", "--memory-limit", memory_limit,
             "--host", LOOPBACK, "--no-dashboard", "--dashboard-address", f"{LOOPBACK}:0",
             "--local-directory", str(self.folder / f"worker-{i}-space"), "--name", f"worker-{i}",
             "--preload-nanny", GUARD[1], *tls_args(self.tls), *extra])

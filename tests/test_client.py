@@ -138,8 +138,8 @@ def test_connect_errors_say_what_went_wrong():
 def test_version_mismatches_lists_each_difference():
     ours = {"python": "3.11", "pandas": "3.1.1", "pyarrow": "26.0.1"}
     workers = {"tcp://a:1": dict(ours), "tcp://b:2": {**ours, "pandas": "3.0.0", "pyarrow": None}}
-    assert version_mismatches(ours, workers) == ["tcp://b:2: pandas 3.0.0 (client 3.1.1)",
-                                                 "tcp://b:2: pyarrow None (client 26.0.1)"]
+    assert version_mismatches(ours, workers) == ["worker tcp://b:2: pandas 3.1.1 here, 3.0.0 on the worker",
+                                                 "worker tcp://b:2: pyarrow 26.0.1 here, not installed on the worker"]
     assert version_mismatches(ours, {"tcp://a:1": dict(ours)}) == []
 
 

@@ -336,7 +336,8 @@ def test_workers_with_other_package_versions_are_refused(tmp_path, small_csv):
     with DaskProcesses(tmp_path / "dask", n_workers=1, worker_args=("--preload", str(preload))) as procs:
         done = mailseg("run", small_csv, "--scheduler", procs.address, "--out", tmp_path / "out",
                        "--data-dir", tmp_path / "data", cwd=tmp_path, timeout=120)
-    _assert_refused(done, 4, "pandas 0.0.1", "install the same versions")
+    _assert_refused(done, 4, "worker tcp://", "pandas", "0.0.1 on the worker", "install the same mailseg wheel",
+                    "Deploying on a cluster")
 
 
 # --------------------------------------------------------------------------- data larger than memory (slow)

@@ -32,6 +32,10 @@ PROTOCOLS = ("tcp", "tls")
 # Must be identical on the client and every worker: tasks and fitted objects travel pickled,
 # and the same data + seed must give the same result wherever it runs. Python: major.minor.
 MATCHING_PACKAGES = ("dask", "distributed", "pandas", "numpy", "scikit-learn", "pyarrow", "mailseg")
+# What a version difference or a worker without mailseg is told to do (README: how to build and install the wheel).
+SAME_EVERYWHERE = ("install the same mailseg wheel (and the same Python, "
+                   + ", ".join(name for name in MATCHING_PACKAGES if name != "mailseg")
+                   + ") on the client and every worker; see README \"Deploying on a cluster\"")
 
 
 def scheduler_address(ccfg: dict, flag: str | None = None) -> str | None:
@@ -95,9 +99,13 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def _shown(version: str | None) -> str:
+    return "not installed" if version is None else version
+
+
 def version_mismatches(ours: dict, workers: dict[str, dict]) -> list[str]:
-    """'worker: package X (client Y)' for every difference, sorted."""
-    return sorted(f"{worker}: {name} {theirs.get(name)} (client {ours[name]})"
+    """'worker W: package <client's> here, <worker's> on the worker' for every difference, sorted."""
+    return sorted(f"worker {worker}: {name} {_shown(ours[name])} here, {_shown(theirs.get(name))} on the worker"
                   for worker, theirs in workers.items() for name in ours if theirs.get(name) != ours[name])
 
 
@@ -105,15 +113,13 @@ def _check_worker_versions(client) -> None:
     try:
         workers = client.run(package_versions)
     except (ImportError, AttributeError) as exc:  # the worker cannot unpickle a mailseg function
-        raise ClusterError(f"the workers cannot import mailseg ({_first_line(exc)}): install this mailseg "
-                           "version and its dependencies on every worker") from None
+        raise ClusterError(f"the workers cannot import mailseg ({_first_line(exc)}): {SAME_EVERYWHERE}") from None
     except Exception as exc:  # a worker that cannot even run this cannot run the job
         raise ClusterError(f"cannot ask the workers for their package versions ({_first_line(exc)})") from None
     problems = version_mismatches(package_versions(), workers)
     if problems:
         more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-        raise ClusterError(f"workers run other package versions than this client: {'; '.join(problems[:3])}{more}; "
-                           "install the same versions everywhere")
+        raise ClusterError(f"{'; '.join(problems[:3])}{more}: {SAME_EVERYWHERE}")
 
 
 class ArrowSystemPool(WorkerPlugin):
