@@ -107,14 +107,16 @@ def _score(part: pd.DataFrame, bundle: dict) -> pd.DataFrame:
 
 
 def _label(scored: pd.DataFrame, segments: pd.DataFrame, cfg: dict, lang: str) -> pd.DataFrame:
+    """The three text columns, categorical: a few distinct texts per partition, not one string per user."""
     out = scored.copy()
     if len(out) == 0:
         for col in TEXT_COLUMNS:
-            out[col] = pd.Series(dtype="str")
+            out[col] = pd.Categorical([])
         return out
-    out["segmento"] = out["cluster"].map(segments["nombre"]).astype("str")
-    out["nivel"] = out["cluster"].map(segments["nivel"]).astype("str")
-    out["recomendacion"] = user_recommendations(out, segments, cfg, lang).astype("str")
+    codes, clusters = out["cluster"].to_numpy(), range(int(out["cluster"].max()) + 1)
+    out["segmento"] = pd.Categorical(segments["nombre"].reindex(clusters).astype(str).to_numpy()[codes])
+    out["nivel"] = pd.Categorical(segments["nivel"].reindex(clusters).astype(str).to_numpy()[codes])
+    out["recomendacion"] = user_recommendations(out, segments, cfg, lang).astype("category")
     return out
 
 
@@ -136,7 +138,10 @@ def _arrow_schema(id_is_int: bool) -> pa.Schema:
     ints = {"send", "bounce", "open", "click", "Total", "Comprador", "cluster"}
     fields = [pa.field(ID, pa.int64() if id_is_int else pa.string())]
     for col in RESULT_COLUMNS[1:]:
-        kind = pa.string() if col in TEXT_COLUMNS else pa.int64() if col in ints else pa.float64()
+        # Text columns dictionary-encoded: a handful of segment names and a few thousand advice texts
+        # repeat over millions of users (smaller files, and no per-user string work when writing).
+        kind = pa.dictionary(pa.int32(), pa.string()) if col in TEXT_COLUMNS else \
+            pa.int64() if col in ints else pa.float64()
         fields.append(pa.field(col, kind))
     return pa.schema(fields)
 
