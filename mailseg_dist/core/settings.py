@@ -28,6 +28,7 @@ SEPARATORS = ("auto", ",", ";", "\t")
 DECIMAL_MARKS = ("auto", ".", ",")
 DUPLICATE_IDS = ("keep_first",)
 NULL_COUNTS = ("zero", "reject")
+UPDATE_MODES = ("refit", "blend")
 # Model inputs: any numeric clean-layer column but the Id (a test keeps this equal to inputs.schema).
 FEATURE_COLUMNS = ("send", "bounce", "open", "click", "Total", "Comprador", "hour", "day_of_week",
                    "engagement_score")
@@ -228,6 +229,13 @@ CONSTRAINTS: dict[str, list] = {
     "recommend.buyer_rate_high": [_share()],
     "recommend.user_sunset_min_sends": [_count(1)],
     "recommend.user_sunset_send_ratio": [Interval(Real, 1, None)],
+    "versions.keep_months": [_count(0)],
+    "update.mode": [Options(*UPDATE_MODES)],
+    "update.half_life_months": [_positive()],
+    "update.max_passes": [_count(1)],
+    "drift.bins": [_count(2)],
+    "drift.psi_watch": [_positive()],
+    "drift.psi_act": [_positive()],
     "cluster.scheduler": [Text("a scheduler address like tcp://HOST:PORT"), None],
     "cluster.n_workers": [_count(1)],
     "cluster.threads_per_worker": [_count(1)],
@@ -278,7 +286,13 @@ def _engagement_levels(cfg: dict) -> Iterator[tuple[tuple[str, ...], str, Any]]:
                f">= recommend.high_engagement_ratio ({rec['high_engagement_ratio']})", rec["very_high_engagement_ratio"])
 
 
-CROSS_KEY_RULES: tuple[Callable[[dict], Iterator], ...] = (_k_range, _seed_rows, _engagement_levels)
+def _psi_bands(cfg: dict) -> Iterator[tuple[tuple[str, ...], str, Any]]:
+    drift = cfg["drift"]
+    if drift["psi_act"] < drift["psi_watch"]:
+        yield (("drift.psi_act", "drift.psi_watch"), f">= drift.psi_watch ({drift['psi_watch']})", drift["psi_act"])
+
+
+CROSS_KEY_RULES: tuple[Callable[[dict], Iterator], ...] = (_k_range, _seed_rows, _engagement_levels, _psi_bands)
 
 
 def cross_key_violations(cfg: dict) -> Iterator[tuple[tuple[str, ...], str, Any]]:
