@@ -84,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print one JSON summary object as the last line of stdout")
     gen.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    models = sub.add_parser("models", help="list the stored model versions of an output folder", epilog=EPILOG)
+    models.add_argument("--out", metavar="DIR", help="output folder (paths.out_dir, default Resultados)")
+    models.add_argument("--config", metavar="FILE", help="YAML file overriding the defaults")
+    models.add_argument("--json", action="store_true", help="print the versions as one JSON object (last line)")
+    models.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    rollback = sub.add_parser("rollback", epilog=EPILOG,
+                              help="make an earlier model version current again, with its exact outputs")
+    rollback.add_argument("version", metavar="VERSION", help="a version id listed by `mailseg models`")
+    rollback.add_argument("--out", metavar="DIR", help="output folder (paths.out_dir, default Resultados)")
+    rollback.add_argument("--config", metavar="FILE", help="YAML file overriding the defaults")
+    rollback.add_argument("--json", action="store_true", help="print the restored run summary as JSON")
+    rollback.add_argument("--debug", action="store_true", help="show tracebacks")
+
     score = sub.add_parser("score", help="apply a saved model to new users without refitting", epilog=EPILOG)
     score.add_argument("input", metavar="INPUT", help="xlsx/CSV/Parquet of users to score")
     _common(score)

@@ -68,6 +68,27 @@ def score(args) -> dict:
                      trust_unverified=args.trust_unverified)
 
 
+def models(args) -> dict:
+    versions = api.models(args.out, config=args.config)
+    if not args.json:
+        _print_versions(versions)
+    return {"versions": versions}
+
+
+def rollback(args) -> dict:
+    return api.rollback(args.version, out=args.out, config=args.config)
+
+
+def _print_versions(versions: list[dict]) -> None:
+    """One line per version, the current one marked, as a person reads them."""
+    if not versions:
+        print("no stored versions (run `mailseg run` first)")
+    for v in versions:
+        mark = "*" if v["current"] else " "
+        print(f"{mark} {v['id']}  {v['kind']:<6} month {v['month']}  k={v['k']}  {v['engine']:<9} "
+              f"silhouette {v['metrics']['silhouette']:.3f}  parent {v.get('parent') or '-':<13} {v['created_at']}")
+
+
 def _log_reconciliation(manifest: dict) -> None:
     if manifest.get("skipped"):
         log.info("month %s: input unchanged (sha256 %s…), nothing to do", manifest["month"], manifest["sha256"][:12])

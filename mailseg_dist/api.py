@@ -42,6 +42,15 @@ def _input(data, check: bool = True):
     return check_file(found) if check else found
 
 
+def model_source(folder):
+    """Where a saved model is read from: the current version's folder when `folder` holds versions (whole
+    and immutable, even while the top-level copies are being replaced), else `folder` itself."""
+    from mailseg_dist.workflows.versions import current_version, version_dir
+
+    current = current_version(folder)
+    return folder if current is None else version_dir(folder, current)
+
+
 def _check_month(month):
     return None if month is None else check_month(month)
 
@@ -117,6 +126,30 @@ def run(data=None, *, config=None, out=None, data_dir=None, month=None, replace=
         return run_job(cfg, catalog, active, data=data, month=month, replace=replace, monitor=monitor, locked=True)
 
 
+def models(out=None, *, config=None) -> list[dict]:
+    """`mailseg models`: every stored version of the output folder, oldest first.
+
+    Each is its version.json (id, kind run|update, month, parent, input and its SHA-256, k, engine, metrics,
+    segments, created_at) with `current` True on the one the top-level outputs are a copy of.
+    """
+    from mailseg_dist.workflows.versions import list_versions
+
+    return list_versions(Catalog(_config(config), out_dir=out).out_dir)
+
+
+def rollback(version: str, *, out=None, config=None) -> dict:
+    """`mailseg rollback`: make `version` current again, restoring its exact model files and outputs.
+
+    Takes the output folder's lock (no cluster is needed); returns that version's run summary.
+    """
+    from mailseg_dist.workflows.job import locked_folder
+    from mailseg_dist.workflows.versions import rollback as restore
+
+    out_dir = Catalog(_config(config), out_dir=out).out_dir
+    with locked_folder(out_dir, "mailseg rollback"):
+        return restore(out_dir, version)
+
+
 def update(data=None, *, model_dir=None, config=None, out=None, data_dir=None, month=None, replace=False,
            client=None, engine=None, seed=None, lang=None, scheduler=None, profile=False,
            trust_unverified=False) -> dict:
@@ -125,17 +158,16 @@ def update(data=None, *, model_dir=None, config=None, out=None, data_dir=None, m
     The previous model is verified by SHA-256 and read from plain JSON before any cluster starts.
     """
     from mailseg_dist.workflows.job import job
-    from mailseg_dist.workflows.run import run_job
-    from mailseg_dist.workflows.update import previous_segments
+    from mailseg_dist.workflows.update import previous_segments, update_job
 
     cfg = _config(config, model__engine=engine, model__seed=seed, report__lang=lang, cluster__scheduler=scheduler)
     month = _check_month(month)
     data = _input(data)
     catalog = Catalog(cfg, data_dir=data_dir, out_dir=out)
-    previous = previous_segments(Catalog(cfg, out_dir=model_dir or out).out_dir, cfg, trust_unverified)
+    previous = previous_segments(model_source(Catalog(cfg, out_dir=model_dir or out).out_dir), cfg, trust_unverified)
     with job(cfg, catalog.out_dir, "mailseg update", client, profile) as (active, monitor):
-        return run_job(cfg, catalog, active, data=data, month=month, replace=replace, monitor=monitor,
-                       locked=True, previous=previous)
+        return update_job(cfg, catalog, active, previous, data=data, month=month, replace=replace, monitor=monitor,
+                          trust_unverified=trust_unverified)
 
 
 def score(data, *, model_dir=None, out=None, config=None, data_dir=None, month=None, client=None, lang=None,
@@ -152,7 +184,7 @@ def score(data, *, model_dir=None, out=None, config=None, data_dir=None, month=N
     month = _check_month(month)
     data = _input(data)
     catalog = Catalog(cfg, data_dir=data_dir, out_dir=model_dir)
-    saved = load_scoring_model(catalog.out_dir, cfg, trust_unverified)  # a refused model starts no cluster
+    saved = load_scoring_model(model_source(catalog.out_dir), cfg, trust_unverified)  # a refused one starts no cluster
     with client_scope(cfg, client) as active:
         return score_file(data, cfg, catalog, active, out_dir=out, month=month, trust_unverified=trust_unverified,
                           saved=saved)

@@ -147,7 +147,7 @@ def test_run_score_and_update_through_the_api(tmp_path, users_csv, users_df, das
     pd.testing.assert_series_equal(scored_labels, run_labels.loc[scored_labels.index])
     nxt = ms.generate(3000, tmp_path / "next.csv", seed=12)
     updated = ms.update(nxt["path"], month="2026-11", config=SMALL, client=dask_client)
-    assert updated["k"] == 3 and updated["update"]["previous_model"] == str(out)
+    assert updated["k"] == 3 and updated["update"]["previous_model"] == str(out / "modelos" / summary["version"])
     assert updated["month"] == "2026-11" and updated["rows_reconciled"]
 
 

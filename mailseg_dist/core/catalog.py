@@ -23,9 +23,16 @@ FIGURES_SUBDIR = "figuras"                  # PNG figures
 REPORT_HTML = "informe.html"                # the report: open this first
 SUMMARY_JSON = "run_summary.json"           # the run's commit mark, written last
 PROFILE_HTML = "dask_performance_report.html"  # --profile
-SCORED_SUBDIR = "scored"                    # `score` output when --out is not given
+SCORED_SUBDIR = "scored"
+VERSIONS_SUBDIR = "modelos"                 # one immutable folder per run or update: modelos/v0003-2026-11/
+VERSION_JSON = "version.json"               # a version's record (month, parent, input hash, metrics), written last
+CURRENT_JSON = "actual.json"                # modelos/actual.json names the current version
+MONTHS_SUBDIR = "meses"                     # meses/2026-11/usuarios/: each month's per-user results                    # `score` output when --out is not given
 FIGURE_FILES = {"elbow": "codo.png", "k_quality": "calidad_k.png", "segments": "segmentos.png",
-                "profiles": "perfiles.png", "pca": "pca.png", "silhouette": "silueta.png"}
+                "profiles": "perfiles.png", "pca": "pca.png", "silhouette": "silueta.png",
+                "drift_psi": "cambios_psi.png",               # update: PSI per feature against the bands
+                "transitions": "cambios_transiciones.png",    # update: who moved from which segment to which
+                "share_history": "cambios_proporciones.png"}  # update: each segment's share over the months
 
 
 def local_path(value: str | Path, what: str) -> Path:

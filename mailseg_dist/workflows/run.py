@@ -98,21 +98,23 @@ def fit_stage(manifest: dict, cfg: dict, client, previous=None) -> tuple:
 
 
 def write_stage(result, table, manifest: dict, cfg: dict, out_dir, client, previous=None, monitor=None,
-                started: float | None = None) -> dict:
-    """Every output and, last, run_summary.json (the commit mark); returns the summary."""
+                started: float | None = None, kind: str = "run", parent: str | None = None) -> dict:
+    """Every output into a new version folder, sealed; then that version made current (top-level copies,
+    meses/<month>/, pointer, run_summary.json last). Returns the top-level summary."""
     from mailseg_dist.outputs.publish import publish
+    from mailseg_dist.workflows import versions
 
     out_dir = as_location(out_dir)
-    summary_path = out_dir / SUMMARY_JSON
+    version = versions.next_version(out_dir, manifest["month"])
+    vdir = versions.version_dir(out_dir, version)
     t_publish = time.perf_counter()
-    summary_path.unlink(missing_ok=True)  # from here on the folder mixes runs until the new mark
-    outputs = publish(result, manifest, table, cfg, out_dir, client)
+    outputs = publish(result, manifest, table, cfg, vdir, client)
     timings = {**{f"ingest_{k}": v for k, v in manifest.get("timings", {}).items()},
                **{f"model_{k}": round(v, 3) for k, v in result.timings.items() if not k.startswith("stage_")},
                "model": result.timings.get("stage_model"), "profiles": result.timings.get("stage_profiles"),
                "publish": round(time.perf_counter() - t_publish, 3)}
-    timings["total"] = round(time.perf_counter() - (started or t_publish), 3)
     summary = build_summary(manifest, result, outputs, timings, cfg)
+    summary.update(version=version, parent_version=parent)
     if previous is not None:
         from mailseg_dist.workflows.update import update_block
 
@@ -120,9 +122,37 @@ def write_stage(result, table, manifest: dict, cfg: dict, out_dir, client, previ
                                          result.ids_reordered)
     if monitor is not None:
         summary["cluster"] = monitor.report()
-    write_json(summary_path, summary)
-    log.info("done in %.1f s: results in %s; open %s first", timings["total"], out_dir, out_dir / REPORT_HTML)
-    return summary
+    summary["timings"]["total"] = round(time.perf_counter() - (started or t_publish), 3)
+    write_json(vdir / SUMMARY_JSON, summary)
+    versions.seal(out_dir, version, version_record(summary, kind, parent, cfg))
+    with Stages()("promote", f"making version {version} current"):
+        top = versions.promote(out_dir, version)
+    versions.prune_months(out_dir, int(cfg["versions"]["keep_months"]))
+    log.info("done in %.1f s: results in %s; open %s first", summary["timings"]["total"], out_dir,
+             out_dir / REPORT_HTML)
+    return top
+
+
+def config_digest(cfg: dict) -> str:
+    """SHA-256 of the settings that shape a model and its texts (not paths or cluster settings): the same
+    month and content under other settings is not "the same update again"."""
+    import hashlib
+    import json
+
+    shaping = {key: cfg[key] for key in ("cleaning", "features", "model", "selection", "quality", "recommend",
+                                          "update")}
+    shaping["lang"] = cfg["report"]["lang"]
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def version_record(summary: dict, kind: str, parent: str | None, cfg: dict) -> dict:
+    """What `mailseg models` lists, and what the next month compares with (no old data re-read)."""
+    return {"kind": kind, "month": summary["month"], "parent": parent, "input": summary["input"],
+            "input_sha256": summary["input_sha256"], "k": summary["k"], "engine": summary["engine"],
+            "update_mode": cfg["update"]["mode"] if kind == "update" else None,
+            "metrics": {key: summary[key] for key in ("inertia", "silhouette", "calinski_harabasz", "davies_bouldin")},
+            "rows_kept": summary["rows_kept"], "features": summary["features"], "config_sha256": config_digest(cfg),
+            "segments": [{key: s[key] for key in ("cluster", "name", "share", "users")} for s in summary["segments"]]}
 
 
 def run_job(cfg: dict, catalog: Catalog, client, data=None, month=None, replace=False, monitor=None,
@@ -135,11 +165,14 @@ def run_job(cfg: dict, catalog: Catalog, client, data=None, month=None, replace=
     folder_lock(catalog.out_dir) (the API's `run` takes it before starting a cluster).
     `previous`: update.previous_segments(...) for a monthly update (k and start from that model).
     """
+    from mailseg_dist.workflows.versions import current_version
+
     started = time.perf_counter()
     with contextlib.nullcontext() if locked else folder_lock(catalog.out_dir, "mailseg run"):
         manifest = ingest_stage(cfg, catalog, client, data, month, replace)
         result, table = fit_stage(manifest, cfg, client, previous)
-        return write_stage(result, table, manifest, cfg, catalog.out_dir, client, previous, monitor, started)
+        return write_stage(result, table, manifest, cfg, catalog.out_dir, client, previous, monitor, started,
+                           kind="run", parent=current_version(catalog.out_dir))
 
 
 def build_summary(manifest: dict, result, outputs: dict, timings: dict, cfg: dict) -> dict:

@@ -73,10 +73,12 @@ class Segmentation:
         """
         from mailseg_dist.workflows.job import job
         from mailseg_dist.workflows.run import write_stage
+        from mailseg_dist.workflows.versions import current_version
 
         out = Catalog(self.config, data_dir=str(self.catalog_.data_dir), out_dir=out).out_dir
         with job(self.config, out, "mailseg_dist.Segmentation.write", client) as (active, monitor):
-            return write_stage(self.result_, self.table_, self.manifest, self.config, out, active, monitor=monitor)
+            return write_stage(self.result_, self.table_, self.manifest, self.config, out, active, monitor=monitor,
+                               kind="run", parent=current_version(out))
 
 
 def _segments_frame(table: pd.DataFrame) -> pd.DataFrame:

@@ -12,13 +12,18 @@ block says, per id, how far the centre moved and how name and share changed.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-from mailseg_dist.core.catalog import PLAIN_JSON
-from mailseg_dist.core.storage import as_location, file_sha256
+from mailseg_dist.core.catalog import PLAIN_JSON, SUMMARY_JSON
+from mailseg_dist.core.errors import UsageError
+from mailseg_dist.core.storage import as_location, file_sha256, read_json
+
+log = logging.getLogger("mailseg")
 
 
 def previous_segments(model_dir: Path, cfg: dict, trust_unverified: bool) -> SimpleNamespace:
@@ -28,9 +33,13 @@ def previous_segments(model_dir: Path, cfg: dict, trust_unverified: bool) -> Sim
     saved = load_scoring_model(model_dir, cfg, trust_unverified)
     centers = saved.model.cluster_centers_ * saved.scaler.scale_ + saved.scaler.mean_
     table = saved.segments
-    return SimpleNamespace(k=saved.k, centers=np.asarray(centers, dtype=np.float64), model_dir=str(model_dir),
-                           sha256=file_sha256(as_location(model_dir) / PLAIN_JSON), names={int(c): str(n) for c, n in table["nombre"].items()},
-                           shares={int(c): float(s) for c, s in table["share"].items()})
+    sizes = saved.meta.get("metrics", {}).get("cluster_sizes", {})
+    return SimpleNamespace(
+        k=saved.k, centers=np.asarray(centers, dtype=np.float64), model_dir=str(model_dir),
+        sha256=file_sha256(as_location(model_dir) / PLAIN_JSON), scaler=saved.scaler, month=saved.meta.get("month"),
+        counts=np.array([int(sizes.get(str(j), sizes.get(j, 0))) for j in range(saved.k)], dtype=np.int64),
+        names={int(c): str(n) for c, n in table["nombre"].items()},
+        shares={int(c): float(s) for c, s in table["share"].items()})
 
 
 def update_block(previous: SimpleNamespace, scaler, centers: np.ndarray, segments: list[dict],
@@ -48,3 +57,56 @@ def update_block(previous: SimpleNamespace, scaler, centers: np.ndarray, segment
 
 def _rounded(share):
     return None if share is None else round(share, 4)
+
+
+def update_job(cfg: dict, catalog, client, previous: SimpleNamespace, data=None, month=None, replace=False,
+               monitor=None, trust_unverified: bool = False) -> dict:
+    """`mailseg update`: the new month ingested, refitted from `previous`, stored as a new version.
+
+    The same month again with the same content on the current version changes nothing (every file stays
+    byte-identical); other content for the current version's month is refused unless `replace`, which
+    rebuilds that month from the version it was built on.
+    """
+    from mailseg_dist.workflows.run import config_digest, fit_stage, ingest_stage, write_stage
+    from mailseg_dist.workflows.versions import current_record, promote, version_dir
+
+    started = time.perf_counter()
+    manifest = ingest_stage(cfg, catalog, client, data, month, replace)
+    record, out = current_record(catalog.out_dir), catalog.out_dir
+    parent = None if record is None else record["id"]
+    if record is not None and record["month"] == manifest["month"]:
+        if record["input_sha256"] == manifest["sha256"] and record.get("config_sha256") == config_digest(cfg) \
+                and not replace:
+            log.info("month %s is already applied from this content (version %s): nothing to do",
+                     manifest["month"], record["id"])
+            return {**read_json(as_location(out) / SUMMARY_JSON), "already_applied": True}
+        if not replace:
+            raise UsageError(f"{manifest['source']}: month {manifest['month']} was already applied from other "
+                             f"content or settings (version {record['id']}); pass --replace to rebuild it from the version "
+                             "it was built on")
+        if record["kind"] != "update" or record.get("parent") is None:
+            raise UsageError(f"month {manifest['month']} is the month the current model was fitted on (version "
+                             f"{record['id']}, `mailseg run`): refit it with `mailseg run --replace` instead")
+        parent = record["parent"]
+        previous = previous_segments(version_dir(out, parent), cfg, trust_unverified)
+    elif record is not None and record["month"] > manifest["month"]:
+        raise UsageError(f"{manifest['source']}: month {manifest['month']} is older than the current version's "
+                         f"month {record['month']} ({record['id']}); `mailseg rollback` to an earlier version first")
+    done = _computed_before(out, manifest, parent, config_digest(cfg)) if not replace else None
+    if done is not None:  # e.g. after a rollback: the same month, content and parent were already computed
+        log.info("month %s from this content on %s is version %s: made current again", manifest["month"], parent,
+                 done)
+        return {**promote(out, done), "already_applied": True}
+    result, table = fit_stage(manifest, cfg, client, previous)
+    return write_stage(result, table, manifest, cfg, out, client, previous, monitor, started, kind="update",
+                       parent=parent)
+
+
+def _computed_before(out, manifest: dict, parent: str | None, config_sha256: str) -> str | None:
+    """The newest sealed update of this month from this content on this parent, if there is one."""
+    from mailseg_dist.workflows.versions import list_versions
+
+    same = [v["id"] for v in list_versions(out) if v["kind"] == "update" and v["month"] == manifest["month"]
+            and v.get("parent") == parent and v["input_sha256"] == manifest["sha256"]
+            and v.get("config_sha256") == config_sha256]
+    return same[-1] if same else None
