@@ -16,6 +16,7 @@ from mailseg_dist.core.catalog import REPORT_HTML, XLSX_NAME
 from mailseg_dist.core.stages import Stages
 from mailseg_dist.core.storage import as_location
 from mailseg_dist.model.model_files import write_model_files
+from mailseg_dist.outputs.changes import change_figures
 from mailseg_dist.outputs.export import (
     scored_users,
     write_results_xlsx,
@@ -42,8 +43,12 @@ def segments_summary(table: pd.DataFrame) -> list[dict]:
              "share": round(float(row["share"]), 4), "action": row["accion_corta"]} for c, row in table.iterrows()]
 
 
-def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, client) -> dict:
-    """Write every output of a run into `out_dir`; returns file paths, segments and timings."""
+def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, client,
+            changes: dict | None = None) -> dict:
+    """Write every output of a run into `out_dir`; returns file paths, segments and timings.
+
+    `changes` (an update's drift block plus its `months`, see outputs.changes) adds the "what changed"
+    figures and report section."""
     out, lang, stage = as_location(out_dir), cfg["report"]["lang"], Stages("publish ")
     users = manifest["users_path"]
     with stage("user_results", "writing per-user results (workers)"):
@@ -59,11 +64,12 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
         files["segments"] = str(save_segment_table(out, table))
     with stage("figures", "drawing the figures"):
         figures = make_all_figures(out, result, table, cfg, lang)
+        figures.update(change_figures(out, changes, lang))
     files.update({"user_results": str(results_dir), "xlsx": str(xlsx), "report": str(out / REPORT_HTML),
                   "figures": {k: str(v) for k, v in figures.items()}})
     with stage("report", "writing the report"):
         context = report_context(manifest, result, table, figures, cfg, lang=lang,
-                                 timings={**result.timings, **stage.timings}, outputs=files)
+                                 timings={**result.timings, **stage.timings}, outputs=files, changes=changes)
         write_report(out / REPORT_HTML, context)
     with stage("xlsx_wait", f"finishing the workbook {XLSX_NAME}"):
         workbook.result()

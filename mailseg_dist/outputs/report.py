@@ -219,8 +219,12 @@ def write_report(path, context: dict) -> Path:
     lang = check_lang(context.get("lang", "es"))
     t, figures = T[lang], context.get("figures") or {}
     title = f"{t['title']} — {context.get('month', '')}"
+    # imported here, not at the top: outputs.changes builds on this module's helpers
+    from mailseg_dist.outputs.changes import changes_section
+
+    changes = changes_section(context["changes"], lang, figures) if context.get("changes") else ""
     body = (f"<h1>{_e(title)}</h1><p class=muted>{_e(t['generated'].format(t=context.get('generated_at', '')))}</p>"
-            + _data_section(context, t, lang) + _k_section(context, t, lang, figures)
+            + _data_section(context, t, lang) + changes + _k_section(context, t, lang, figures)
             + _segments_section(context, t, lang, figures) + _quality_section(context, t, lang, figures)
             + _tech_section(context, t, lang))
     page = (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{_e(title)}</title>'
@@ -230,7 +234,8 @@ def write_report(path, context: dict) -> Path:
 
 
 def report_context(manifest: dict, model_result, segment_table: pd.DataFrame, figures: dict, cfg: dict,
-                   lang: str | None = None, timings: dict | None = None, outputs: dict | None = None) -> dict:
+                   lang: str | None = None, timings: dict | None = None, outputs: dict | None = None,
+                   changes: dict | None = None) -> dict:
     """The report's inputs as plain values: manifest facts, k choice, segments, quality, run details."""
     r, lang = model_result, lang or cfg["report"]["lang"]
     segments = [{**segment_table.loc[c].to_dict(), "cluster": int(c)} for c in segment_table.index]
@@ -246,4 +251,4 @@ def report_context(manifest: dict, model_result, segment_table: pd.DataFrame, fi
             "stability": dict(r.stability), "segments": segments,
             "population": {**population(segment_table).to_dict(), "nombre": POPULATION[lang]},
             "figures": dict(figures), "timings": dict(timings if timings is not None else r.timings),
-            "outputs": {k: str(v) for k, v in (outputs or {}).items()}}
+            "outputs": {k: str(v) for k, v in (outputs or {}).items()}, "changes": changes}
