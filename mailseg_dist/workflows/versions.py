@@ -72,8 +72,20 @@ def current_record(out_dir) -> dict | None:
     return None if version is None else read_json(version_dir(out_dir, version) / VERSION_JSON)
 
 
+def remove_unsealed(out_dir) -> list[str]:
+    """Remove version folders without version.json: left by a job that died before sealing (the caller
+    holds the folder's lock, so no live job is writing one). The ids removed."""
+    root = as_location(out_dir) / VERSIONS_SUBDIR
+    names = [p.name for p in root.iterdir()] if root.is_dir() else []
+    unsealed = [n for n in names if _VERSION_ID.fullmatch(n) and not (root / n / VERSION_JSON).exists()]
+    for name in unsealed:
+        remove_tree(root / name)
+    return unsealed
+
+
 def next_version(out_dir, month: str) -> str:
-    """The next id: one more than every version folder present (sealed or not), so none is ever reused."""
+    """The next id: one more than every sealed version, so a sealed id is never reused."""
+    remove_unsealed(out_dir)
     root = as_location(out_dir) / VERSIONS_SUBDIR
     names = [p.name for p in root.iterdir()] if root.is_dir() else []
     taken = [int(m.group(1)) for m in map(_VERSION_ID.fullmatch, names) if m]
