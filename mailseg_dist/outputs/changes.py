@@ -338,7 +338,7 @@ def _moves_html(changes: dict, t: dict, lang: str) -> str:
 
 def _history_html(changes: dict, t: dict, lang: str) -> str:
     header, rows = history_table(changes, lang)
-    nowrap = lambda text: str(text).replace("-", "\u2011")  # months and versions on one line
+    nowrap = lambda text: "–" if text is None else str(text).replace("-", "\u2011")  # months, versions on one line
     body = [[nowrap(r[0]), nowrap(r[1])] + [_pct(x, lang) if x is not None else "–" for x in r[2:]] for r in rows]
     return f"<h3>{_e(t['history'])}</h3>" + _table(header, body, numeric=set(range(2, len(header))))
 
