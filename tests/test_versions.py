@@ -158,3 +158,83 @@ def test_models_and_rollback_through_the_cli(tmp_path, months):
     assert rolled["month"] == "2026-01" and rolled["rolled_back"] is True
     assert_one_line_error(mailseg("rollback", "v0099-2026-01", cwd=tmp_path), 2, "no such version")
     assert_one_line_error(mailseg("rollback", "latest", cwd=tmp_path), 2, "version expected an id like")
+
+
+def _each_id_follows_its_segment(out, summary) -> bool:
+    """In feature units, every new centre of a segment holding >= 1% of users is nearest to the parent's centre
+    with the same id (a segment of one or two extreme users is a different user each month)."""
+    import numpy as np
+
+    def centres(version):
+        plain = json.loads((out / VERSIONS_SUBDIR / version / "modelo.json").read_text(encoding="utf-8"))
+        return np.asarray(plain["centers"]) * plain["scaler"]["scale"] + plain["scaler"]["mean"]
+
+    old, new = centres(summary["parent_version"]), centres(summary["version"])
+    scale = np.asarray(json.loads((out / VERSIONS_SUBDIR / summary["version"] / "modelo.json").read_text(
+        encoding="utf-8"))["scaler"]["scale"])
+    distance = (((new[:, None, :] - old[None, :, :]) / scale) ** 2).sum(axis=2)
+    sizable = [s["cluster"] for s in summary["segments"] if s["share"] >= 0.01]
+    assert len(sizable) >= 3
+    return bool((distance.argmin(axis=1)[sizable] == np.asarray(sizable)).all())
+
+
+def _months_with_more_bouncers(folder, rows: int = 6000) -> dict:
+    """Month 1; month 2 = 80% of month 1's users again (re-drawn behaviour) + new ones; month 3 = month 2 with
+    the bouncing users (bounces ≥ 30% of sends) tripled under new Ids."""
+    import pandas as pd
+
+    one = pd.read_csv(ms.generate(rows, folder / "m1.csv", seed=21)["path"])
+    two = pd.read_csv(ms.generate(rows, folder / "m2.csv", seed=22)["path"])
+    returning = int(0.8 * rows)
+    two.loc[: returning - 1, "Id"] = one["Id"].to_numpy()[:returning]
+    two.loc[returning:, "Id"] = one["Id"].max() + 1 + pd.RangeIndex(rows - returning)
+    bouncers = two[two["bounce"] >= 0.3 * two["send"]]
+    extra = pd.concat([bouncers, bouncers], ignore_index=True)
+    extra["Id"] = two["Id"].max() + 1 + pd.RangeIndex(len(extra))
+    three = pd.concat([two, extra], ignore_index=True)
+    paths = {}
+    for name, frame in (("2026-01", one), ("2026-02", two), ("2026-03", three)):
+        paths[name] = folder / f"month-{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    return {"paths": paths, "bouncer_share": (len(bouncers) / len(two), 3 * len(bouncers) / len(three))}
+
+
+@pytest.mark.slow
+def test_three_months_drift_flags_the_grown_segment_and_transitions_equal_a_pandas_merge(tmp_path, dask_client,
+                                                                                         monkeypatch):
+    import pandas as pd
+    from cli_helpers import read_users
+
+    monkeypatch.chdir(tmp_path)
+    data = _months_with_more_bouncers(tmp_path)
+    small = {**SMALL, "selection": {"silhouette_sample": 2000}}
+    ms.run(data["paths"]["2026-01"], k=5, seed=3, config=small, month="2026-01", client=dask_client)
+    feb = ms.update(data["paths"]["2026-02"], month="2026-02", config=small, client=dask_client)
+    drift = feb["update"]["drift"]
+    assert not drift["verdict"]["refit_advised"] and drift["share_psi"] <= 0.1
+    assert max(f["psi"] for f in drift["features"]) <= 0.1, drift["features"]
+    assert _each_id_follows_its_segment(tmp_path / "Resultados", feb)
+
+    mar = ms.update(data["paths"]["2026-03"], month="2026-03", config=small, client=dask_client)
+    drift = mar["update"]["drift"]
+    assert drift["verdict"]["refit_advised"] and drift["verdict"]["because"]
+    bounce = next(f for f in drift["features"] if f["feature"] == "bounce")
+    assert bounce["psi"] > 0.1
+    grown = max(drift["segments"], key=lambda s: s["share_change"])
+    assert grown["name_now"].startswith("Rebotes") and grown["share_now"] > 1.5 * grown["share_then"]
+
+    out = tmp_path / "Resultados"
+    before = read_users(out / MONTHS_SUBDIR / "2026-02" / USERS_SUBDIR, ["Id", "cluster"])
+    after = read_users(out / MONTHS_SUBDIR / "2026-03" / USERS_SUBDIR, ["Id", "cluster"])
+    merged = before.merge(after, on="Id", how="outer", suffixes=("_prev", "_now"))
+    common = merged.dropna()
+    expected = pd.crosstab(common["cluster_prev"].astype(int), common["cluster_now"].astype(int))
+    moves = drift["transitions"]
+    got = pd.DataFrame(moves["counts"], index=moves["clusters"], columns=moves["clusters"])
+    pd.testing.assert_frame_equal(got.loc[expected.index, expected.columns], expected, check_names=False,
+                                  check_dtype=False)
+    assert got.to_numpy().sum() == len(common) == moves["common"]
+    assert moves["new"] == int(merged["cluster_prev"].isna().sum()) and moves["gone"] == int(
+        merged["cluster_now"].isna().sum())
+    report = (out / "informe.html").read_text(encoding="utf-8")
+    assert "Qué cambió" in report and f"{bounce['psi']:.2f}".replace(".", ",") in report

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+
+import numpy as np
 from pathlib import Path
 
 from mailseg_dist.core.atomic import folder_lock, write_json
@@ -98,7 +100,8 @@ def fit_stage(manifest: dict, cfg: dict, client, previous=None) -> tuple:
 
 
 def write_stage(result, table, manifest: dict, cfg: dict, out_dir, client, previous=None, monitor=None,
-                started: float | None = None, kind: str = "run", parent: str | None = None) -> dict:
+                started: float | None = None, kind: str = "run", parent: str | None = None,
+                changes: dict | None = None) -> dict:
     """Every output into a new version folder, sealed; then that version made current (top-level copies,
     meses/<month>/, pointer, run_summary.json last). Returns the top-level summary."""
     from mailseg_dist.outputs.publish import publish
@@ -108,7 +111,7 @@ def write_stage(result, table, manifest: dict, cfg: dict, out_dir, client, previ
     version = versions.next_version(out_dir, manifest["month"])
     vdir = versions.version_dir(out_dir, version)
     t_publish = time.perf_counter()
-    outputs = publish(result, manifest, table, cfg, vdir, client)
+    outputs = publish(result, manifest, table, cfg, vdir, client, changes=changes)
     timings = {**{f"ingest_{k}": v for k, v in manifest.get("timings", {}).items()},
                **{f"model_{k}": round(v, 3) for k, v in result.timings.items() if not k.startswith("stage_")},
                "model": result.timings.get("stage_model"), "profiles": result.timings.get("stage_profiles"),
@@ -120,11 +123,13 @@ def write_stage(result, table, manifest: dict, cfg: dict, out_dir, client, previ
 
         summary["update"] = update_block(previous, result.scaler, result.centers, summary["segments"],
                                          result.ids_reordered)
+        if changes is not None:
+            summary["update"]["drift"] = {key: value for key, value in changes.items() if key != "months"}
     if monitor is not None:
         summary["cluster"] = monitor.report()
     summary["timings"]["total"] = round(time.perf_counter() - (started or t_publish), 3)
     write_json(vdir / SUMMARY_JSON, summary)
-    versions.seal(out_dir, version, version_record(summary, kind, parent, cfg))
+    versions.seal(out_dir, version, version_record(summary, kind, parent, cfg, result))
     with Stages()("promote", f"making version {version} current"):
         top = versions.promote(out_dir, version)
     versions.prune_months(out_dir, int(cfg["versions"]["keep_months"]))
@@ -145,9 +150,15 @@ def config_digest(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def version_record(summary: dict, kind: str, parent: str | None, cfg: dict) -> dict:
-    """What `mailseg models` lists, and what the next month compares with (no old data re-read)."""
-    return {"kind": kind, "month": summary["month"], "parent": parent, "input": summary["input"],
+def version_record(summary: dict, kind: str, parent: str | None, cfg: dict, result) -> dict:
+    """What `mailseg models` lists, and what the next month compares with (no old data re-read): the
+    month's quantile bins per feature column and each segment's silhouette (see model.drift)."""
+    from mailseg_dist.model.drift import drift_reference
+    from mailseg_dist.model.features import raw_columns
+
+    silhouettes = {int(c): float(np.mean(v)) for c, v in result.silhouette_by_cluster.items() if len(v)}
+    return {"drift_reference": drift_reference(result.sample, raw_columns(cfg["features"]), cfg["drift"]["bins"]),
+            "silhouette_by_segment": silhouettes,"kind": kind, "month": summary["month"], "parent": parent, "input": summary["input"],
             "input_sha256": summary["input_sha256"], "k": summary["k"], "engine": summary["engine"],
             "update_mode": cfg["update"]["mode"] if kind == "update" else None,
             "metrics": {key: summary[key] for key in ("inertia", "silhouette", "calinski_harabasz", "davies_bouldin")},

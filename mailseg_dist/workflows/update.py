@@ -21,7 +21,9 @@ import numpy as np
 
 from mailseg_dist.core.catalog import PLAIN_JSON, SUMMARY_JSON
 from mailseg_dist.core.errors import UsageError
+from mailseg_dist.core.stages import Stages
 from mailseg_dist.core.storage import as_location, file_sha256, read_json
+from mailseg_dist.model.drift import transitions
 
 log = logging.getLogger("mailseg")
 
@@ -98,8 +100,41 @@ def update_job(cfg: dict, catalog, client, previous: SimpleNamespace, data=None,
                  done)
         return {**promote(out, done), "already_applied": True}
     result, table = fit_stage(manifest, cfg, client, previous)
+    changes = None
+    if parent is not None:
+        with Stages()("drift", "measuring what changed since the previous version"):
+            changes = month_changes(out, parent, previous, result, table, manifest, cfg)
     return write_stage(result, table, manifest, cfg, out, client, previous, monitor, started, kind="update",
-                       parent=parent)
+                       parent=parent, changes=changes)
+
+
+def month_changes(out, parent: str, previous: SimpleNamespace, result, table, manifest: dict, cfg: dict) -> dict:
+    """The drift report against the parent version (its stored bins, shares and labels): features' PSI,
+    segment shares, who moved where (on the workers), the verdict, and every stored month's shares."""
+    from mailseg_dist.core.catalog import USERS_SUBDIR, VERSION_JSON
+    from mailseg_dist.model.drift import drift_block
+    from mailseg_dist.outputs.export import scored_users
+    from mailseg_dist.workflows.versions import lineage, version_dir
+
+    pdir = version_dir(out, parent)
+    then = read_json(pdir / VERSION_JSON)
+    labels = scored_users(manifest["users_path"], result, cfg)[["Id", "cluster"]]  # lazy: workers score them
+    moves = transitions(pdir / USERS_SUBDIR, labels) if (pdir / USERS_SUBDIR).exists() else None
+    old_scaled = (previous.centers - result.scaler.mean_) / result.scaler.scale_
+    shift = np.sqrt(((old_scaled - result.centers) ** 2).sum(axis=1))
+    now_shares = {int(c): float(s) for c, s in table["share"].items()}
+    now_names = {int(c): str(n) for c, n in table["nombre"].items()}
+    block = drift_block(then["drift_reference"], result.sample, cfg["drift"], shares_then=previous.shares,
+                        shares_now=now_shares, center_shift=dict(enumerate(shift.tolist())),
+                        silhouette_then=then.get("silhouette_by_segment"),
+                        silhouette_now={int(c): float(np.mean(v)) for c, v in result.silhouette_by_cluster.items()
+                                        if len(v)},
+                        names_then=previous.names, names_now=now_names, transitions=moves,
+                        month_then=then["month"], month_now=manifest["month"])
+    history = [{"month": v["month"], "version": v["id"], "shares": {s["cluster"]: s["share"] for s in v["segments"]},
+                "names": {s["cluster"]: s["name"] for s in v["segments"]}} for v in lineage(out, parent)]
+    history.append({"month": manifest["month"], "version": None, "shares": now_shares, "names": now_names})
+    return {**block, "months": history}
 
 
 def _computed_before(out, manifest: dict, parent: str | None, config_sha256: str) -> str | None:
