@@ -114,7 +114,7 @@ def month_changes(out, parent: str, previous: SimpleNamespace, result, table, ma
     from mailseg_dist.core.catalog import USERS_SUBDIR, VERSION_JSON
     from mailseg_dist.model.drift import drift_block
     from mailseg_dist.outputs.export import scored_users
-    from mailseg_dist.workflows.versions import lineage, version_dir
+    from mailseg_dist.workflows.versions import lineage, next_version, version_dir
 
     pdir = version_dir(out, parent)
     then = read_json(pdir / VERSION_JSON)
@@ -133,7 +133,8 @@ def month_changes(out, parent: str, previous: SimpleNamespace, result, table, ma
                         month_then=then["month"], month_now=manifest["month"])
     history = [{"month": v["month"], "version": v["id"], "shares": {s["cluster"]: s["share"] for s in v["segments"]},
                 "names": {s["cluster"]: s["name"] for s in v["segments"]}} for v in lineage(out, parent)]
-    history.append({"month": manifest["month"], "version": None, "shares": now_shares, "names": now_names})
+    history.append({"month": manifest["month"], "version": next_version(out, manifest["month"]), "shares": now_shares,
+                    "names": now_names})  # the id write_stage gives it (the folder's lock is held meanwhile)
     return {**block, "months": history}
 
 
