@@ -29,6 +29,7 @@ from mailseg_dist.core.stages import Stages
 from mailseg_dist.core.storage import as_location, parquet_metadata
 from mailseg_dist.inputs.sampling import U_COLUMN, draw_sample
 from mailseg_dist.inputs.schema import CLEAN_COLUMNS, ID
+from mailseg_dist.model.blend import fit_blend
 from mailseg_dist.model.engines import EngineResult, fit_many, get_engine
 from mailseg_dist.model.features import feature_frame, feature_names, raw_columns
 from mailseg_dist.model.kernels import ClusterStats, assign_stats, nearest
@@ -71,6 +72,7 @@ class ModelResult:
     stats: ClusterStats | None = None   # full-data sums of the final model
     cached: bool = False                # scaled features were kept in worker memory
     ids_reordered: bool = False         # update: new centres reordered so each id follows its old segment
+    blend: dict | None = None           # blend update: decay, weights, J per pass, ids the matching would swap
 
 
 def build_model(centers: np.ndarray, inertia: float, n_iter: int, seed: int) -> KMeans:
@@ -137,15 +139,18 @@ def _sample_frame(sample: pd.DataFrame, xs: np.ndarray, labels, per_sample, pca:
     return out
 
 
-def fit_segments(users_path: str | Path, cfg: dict, client=None, start: np.ndarray | None = None) -> ModelResult:
+def fit_segments(users_path: str | Path, cfg: dict, client=None, start: np.ndarray | None = None,
+                 blend=None) -> ModelResult:
     """Fit the segmentation on the users folder; runs on `client` when given, else on Dask's default scheduler.
 
     `start`: k × d centres in feature units (a previous model's, for a monthly update): k is theirs, the
     engine starts from them and centre j keeps id j (see update.py).
+    `blend`: update.previous_segments(...) plus `months_elapsed` for the `blend` update (model/blend.py):
+    its scaler is kept (not refitted), its centres (`start` is ignored) are the anchors of weighted Lloyd.
     """
     scope = dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext()
     with scope:
-        return _fit_segments(as_location(users_path), cfg, client, start)
+        return _fit_segments(as_location(users_path), cfg, client, start, blend)
 
 
 def _follow_ids(result: EngineResult, init: np.ndarray, data) -> tuple[EngineResult, bool]:
@@ -171,13 +176,18 @@ class _Prepared:
     cached: bool
 
 
-def _prepare(users_path: Path, cfg: dict, client, clock: Stages, largest_k: int) -> _Prepared:
-    """One scaler pass, one sample draw, and the lazily scaled matrix (persisted when it fits)."""
+def _prepare(users_path: Path, cfg: dict, client, clock: Stages, largest_k: int,
+             scaler: StandardScaler | None = None) -> _Prepared:
+    """One scaler pass (none when `scaler` is given: blend), one sample draw, and the lazily scaled matrix
+    (persisted when it fits)."""
     fcfg, mcfg, qcfg = cfg["features"], cfg["model"], cfg["quality"]
     ddf, columns = _read_users(users_path, fcfg)
-    with clock("scaler", "fitting the scaler (one pass over the users)"):
-        scaler = fit_scaler(ddf, fcfg)
-    n_rows = int(scaler.n_samples_seen_)
+    if scaler is None:
+        with clock("scaler", "fitting the scaler (one pass over the users)"):
+            scaler = fit_scaler(ddf, fcfg)
+        n_rows = int(scaler.n_samples_seen_)
+    else:  # the row count from the Parquet footers (no pass); read again below to catch a folder changing
+        n_rows = scaled_from_parquet(users_path, scaler, fcfg).n_rows
     if n_rows <= largest_k:
         raise InputDataError(f"{users_path}: {n_rows} users cannot make {largest_k} clusters (need more rows than k)")
     with clock("sample", "drawing the hashed sample"):
@@ -252,25 +262,31 @@ def _quality(prep: _Prepared, k: int, stats: ClusterStats, n_iter: int, table: l
             "sample": _sample_frame(prep.sample, prep.xs, labels, per_sample, pca, cfg["features"])}
 
 
-def _fit_segments(users_path: Path, cfg: dict, client, start: np.ndarray | None = None) -> ModelResult:
-    """prepare → candidate k (search) → pick k → final fit → quality."""
+def _fit_segments(users_path: Path, cfg: dict, client, start: np.ndarray | None = None, blend=None) -> ModelResult:
+    """prepare → candidate k (search) → pick k → final fit (or the blend update) → quality."""
     clock = Stages("model ")
     get_engine(cfg["model"]["engine"])  # validate the name before any pass
+    start = start if blend is None else blend.centers
     ks, search = _candidate_ks(cfg, start)
-    prep = _prepare(users_path, cfg, client, clock, max(ks))
+    prep = _prepare(users_path, cfg, client, clock, max(ks), None if blend is None else blend.scaler)
     table, details, fits = [], {}, {}
     if search or (cfg["model"]["engine"] == "lloyd" and start is None):
         table, details, fits = _search(prep, ks, cfg, clock)
     k, why = _pick_k(table, ks, search, start, cfg)
     init = None if start is None else (np.asarray(start, dtype=np.float64) - prep.scaler.mean_) / prep.scaler.scale_
-    with clock("final_fit", f"final fit, k={k}, engine {cfg['model']['engine']}"):
-        result, stats, reordered = _final_fit(prep, k, cfg, fits, init)
+    engine, info = cfg["model"]["engine"] if blend is None else "blend", None
+    with clock("final_fit", f"final fit, k={k}, engine {engine}"):
+        if blend is None:
+            result, stats, reordered = _final_fit(prep, k, cfg, fits, init)
+        else:  # ids kept by construction: centre j grows from anchor j, no reordering
+            result, info = fit_blend(prep.data, blend, cfg["update"], float(cfg["model"]["tol"]))
+            stats, reordered, why = result.stats, False, {**why, "mode": "blend"}
     with clock("quality", "silhouette, PCA and bootstrap stability"):
         quality = _quality(prep, k, stats, result.n_iter, table, details if start is None else {}, cfg)
     prep.data = None  # releases persisted chunks on the workers
     return ModelResult(
-        k=k, engine=cfg["model"]["engine"], scaler=prep.scaler, feature_names=feature_names(cfg["features"]),
+        k=k, engine=engine, scaler=prep.scaler, feature_names=feature_names(cfg["features"]),
         centers=stats.centers, inertia=stats.inertia, calinski_harabasz=calinski_harabasz(stats),
         davies_bouldin=davies_bouldin(stats), k_reason=why, cluster_sizes={j: int(c) for j, c in enumerate(stats.counts)},
         n_rows=prep.n_rows, n_iter=result.n_iter, timings=clock.timings, stats=stats, cached=prep.cached,
-        ids_reordered=reordered, **quality)
+        ids_reordered=reordered, blend=info, **quality)
