@@ -22,6 +22,8 @@ from mailseg_dist.core.catalog import (
     VERSIONS_SUBDIR,
 )
 
+pytestmark = pytest.mark.slow  # every test runs whole jobs (ms.run / ms.update, or the CLI), however small
+
 SMALL = {"selection": {"silhouette_sample": 1000}, "quality": {"bootstrap_rounds": 2, "bootstrap_sample": 1000}}
 
 
@@ -238,3 +240,17 @@ def test_three_months_drift_flags_the_grown_segment_and_transitions_equal_a_pand
         merged["cluster_now"].isna().sum())
     report = (out / "informe.html").read_text(encoding="utf-8")
     assert "Qué cambió" in report and f"{bounce['psi']:.2f}".replace(".", ",") in report
+
+
+def test_blend_mode_is_wired_through_the_update_and_keeps_the_parent_scaler(history, months, dask_client):
+    """update.mode: blend reaches the fit: the new version keeps the parent's scaler bit for bit."""
+    import joblib
+
+    out, _, second, _ = history
+    nxt = ms.generate(2500, out.parent / "april.csv", seed=11)["path"]
+    blended = ms.update(nxt, month="2026-04", config={**SMALL, "update": {"mode": "blend"}}, client=dask_client)
+    assert blended["engine"] == "blend" and blended["parent_version"] == second["version"]
+    parent = joblib.load(out / VERSIONS_SUBDIR / second["version"] / "escalador.pkl")
+    scaler = joblib.load(out / VERSIONS_SUBDIR / blended["version"] / "escalador.pkl")
+    assert (parent.mean_ == scaler.mean_).all() and (parent.scale_ == scaler.scale_).all()
+    assert ms.models(out)[-1]["update_mode"] == "blend"

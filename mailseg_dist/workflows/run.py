@@ -81,6 +81,16 @@ def ingest_stage(cfg: dict, catalog: Catalog, client, data=None, month=None, rep
     return manifest
 
 
+def _blend_from(previous, manifest: dict, cfg: dict):
+    """The previous model as the blend update's anchors (update.mode: blend), else None (refit)."""
+    if previous is None or cfg["update"]["mode"] != "blend":
+        return None
+    from mailseg_dist.model.blend import months_between
+
+    previous.months_elapsed = months_between(previous.month, manifest["month"])
+    return previous
+
+
 def fit_stage(manifest: dict, cfg: dict, client, previous=None) -> tuple:
     """(ModelResult, segment table): the fit on the month's users, then every segment's profile, name and action."""
     from mailseg_dist.model.modelling import fit_segments
@@ -90,7 +100,8 @@ def fit_stage(manifest: dict, cfg: dict, client, previous=None) -> tuple:
     stage = Stages()
     with stage("model", f"fitting segments on {manifest['users_path']}"):
         result = fit_segments(manifest["users_path"], cfg, client,
-                              start=None if previous is None else previous.centers)
+                              start=None if previous is None else previous.centers,
+                              blend=_blend_from(previous, manifest, cfg))
     log.info("k=%d with engine %s: inertia %.1f, silhouette %.3f", result.k, result.engine, result.inertia,
              result.silhouette)
     with stage("profiles", "profiling and naming the segments (one pass over all users)"):
