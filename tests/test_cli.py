@@ -27,6 +27,8 @@ from jobs.cli import build_parser
 from mailseg_dist.core.config import load_config
 from mailseg_dist.model.features import feature_frame
 
+pytestmark = pytest.mark.slow  # every test starts the `mailseg` command in a subprocess
+
 REPO = Path(__file__).resolve().parent.parent
 SMALL = {"ingest": {"chunk_rows": 1000}, "quality": {"bootstrap_rounds": 2}, "model": {"k_max": 5}}
 OUTPUT_FILES = ["modelo_clustering.pkl", "escalador.pkl", "modelo_metadata.json", "modelo.json", "segmentos.json",
@@ -250,7 +252,6 @@ def layout_runs(tmp_path_factory) -> dict:
     return runs
 
 
-@pytest.mark.slow
 def test_the_number_of_workers_does_not_change_anything(layout_runs):
     (one, users_one), (two, users_two) = layout_runs[(1000, 1)], layout_runs[(1000, 2)]
     assert users_one.index.equals(users_two.index)
@@ -258,7 +259,6 @@ def test_the_number_of_workers_does_not_change_anything(layout_runs):
     assert (one["k"], one["n_iter"], one["inertia"]) == (two["k"], two["n_iter"], two["inertia"])
 
 
-@pytest.mark.slow
 def test_the_partitioning_changes_labels_at_most_at_floating_point_ties(layout_runs):
     (many, users_many), (single, users_single) = layout_runs[(1000, 2)], layout_runs[(50000, 2)]
     assert (many["k"], many["n_iter"]) == (single["k"], single["n_iter"])
@@ -269,7 +269,6 @@ def test_the_partitioning_changes_labels_at_most_at_floating_point_ties(layout_r
     assert (users_many.loc[differ, "silhouette_score"].abs() < 0.01).all()  # only users on a boundary
 
 
-@pytest.mark.slow
 def test_the_partitioning_gives_bit_identical_labels(layout_runs):
     (many, users_many), (single, users_single) = layout_runs[(1000, 2)], layout_runs[(50000, 2)]
     assert (users_many["cluster"] == users_single["cluster"]).all()
@@ -287,7 +286,6 @@ def default_run(tmp_path_factory):
     return root, proc
 
 
-@pytest.mark.slow
 def test_readme_run_on_the_default_data_writes_every_output(default_run):
     root, proc = default_run
     assert proc.returncode == 0, proc.stderr
@@ -334,7 +332,6 @@ def test_readme_run_on_the_default_data_writes_every_output(default_run):
     workbook.close()
 
 
-@pytest.mark.slow
 def test_readme_run_again_skips_ingest_and_gives_the_same_clusters(default_run):
     root, first = default_run
     assert first.returncode == 0, first.stderr

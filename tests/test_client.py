@@ -59,6 +59,7 @@ def _cli(args, env_address=None, tmp_path=None) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_cli_uses_env_address_unless_the_flag_gives_one(tmp_path):
     """End to end: each run fails to connect, and its one-line error names the address it tried."""
     (tmp_path / "c.yaml").write_text("cluster: {connect_timeout: 1}\n")

@@ -352,10 +352,12 @@ ALL_PAUSED_LIMIT = 120        # seconds with every worker paused: the job is stu
 
 
 class _Watch:
-    """Peak RSS per worker, and how long every worker has been paused at once (a memory deadlock)."""
+    """Peak RSS per worker, the workers ever seen paused, and how long every worker has been paused at once
+    (a memory deadlock)."""
 
     def __init__(self, client):
         self.client, self.peaks, self.stop = client, {}, threading.Event()
+        self.paused: set[str] = set()
         self.paused_since: float | None = None
         self.stuck = False
 
@@ -369,9 +371,11 @@ class _Watch:
             try:
                 for worker, value in self.client.run(rss).items():
                     self.peaks[worker] = max(self.peaks.get(worker, 0), value)
-                states = {w["status"] for w in self.client.scheduler_info(n_workers=-1)["workers"].values()}
+                workers = self.client.scheduler_info(n_workers=-1)["workers"]
             except Exception:  # a worker leaving mid-call: the assertions report it
                 continue
+            states = {w["status"] for w in workers.values()}
+            self.paused |= {address for address, w in workers.items() if w["status"] == "paused"}
             now = time.monotonic()
             self.paused_since = (self.paused_since or now) if states == {"paused"} else None
             if self.paused_since is not None and now - self.paused_since > ALL_PAUSED_LIMIT:
@@ -392,6 +396,7 @@ def test_data_larger_than_worker_memory_completes(tmp_path):
                                                 "cluster": {"connect_timeout": 20}})
     with DaskProcesses(tmp_path / "dask", n_workers=2, memory_limit=f"{MEM_WORKER_LIMIT_MIB}MiB") as procs, \
             procs.client() as client:
+        workers = set(client.scheduler_info(n_workers=-1)["workers"])
         job = subprocess.Popen(run_cmd(tmp_path / "users.parquet", tmp_path, config, "--scheduler", procs.address,
                                        "--k", 4), cwd=tmp_path, env=mailseg_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -413,8 +418,16 @@ def test_data_larger_than_worker_memory_completes(tmp_path):
     assert summary["rows_kept"] == MEM_ROWS
     assert summary["cluster"]["workers_lost"] == 0 and summary["cluster"]["workers_end"] == 2
     assert "model_cache" not in summary["timings"]  # cache_features: auto chose not to persist
-    for sign in ("memory budget", "Restarting", "KilledWorker", "was killed by", "died unexpectedly"):
-        assert sign not in logs
+    for sign in ("memory budget", "Restarting", "KilledWorker", "was killed by", "died unexpectedly",
+                 "Pausing worker"):
+        assert sign not in logs, sign
+    # The README's bound (a worker peaks ~600 MiB: give it 800): every worker, the same two throughout, stayed
+    # below its memory limit and was never paused for memory (Dask pauses at 80% of the limit).
+    assert set(watch.peaks) == workers, (workers, set(watch.peaks))  # measured on both, none replaced
+    limit = MEM_WORKER_LIMIT_MIB * 2**20
+    over = {w: f"{v / 2**20:.0f} MiB" for w, v in watch.peaks.items() if v >= limit}
+    assert not over, f"peak worker RSS at or above the {MEM_WORKER_LIMIT_MIB} MiB limit: {over}"
+    assert watch.paused == set(), f"workers paused on memory: {sorted(watch.paused)}"
     users_bytes = MEM_ROWS * pandas_bytes_per_row(Path(summary["parquet_path"]))
     results_bytes = MEM_ROWS * pandas_bytes_per_row(tmp_path / "out" / "usuarios")
     assert users_bytes > total_limit  # measured, not estimated: the clean users alone exceed the workers' memory

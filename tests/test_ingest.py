@@ -287,6 +287,7 @@ def scheduler():
         yield cluster.scheduler_address
 
 
+@pytest.mark.slow
 def test_cli_changed_content_exits_2_unless_replace(tmp_path, scheduler):
     rows = make_table(12)
     path = write_csv(tmp_path / "t.csv", rows)

@@ -308,6 +308,7 @@ def assert_ingested(proc, case: Case) -> None:
         case.check(manifest, users)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_malformed_input(case, results):
     path, proc = results[case.name].result()
@@ -338,9 +339,14 @@ def test_unreadable_file(tmp_path, scheduler, monkeypatch, capsys):
     assert not (tmp_path / "data").exists()
 
 
+if os.geteuid() != 0:  # the CLI runs in a subprocess then (in-process only as root)
+    test_unreadable_file = pytest.mark.slow(test_unreadable_file)
+
+
 # ---------------------------------------------------------------- the default LocalCluster, as a user runs it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["missing_column"])
 def test_default_cluster_keeps_stderr_to_one_line(name, tmp_path):
     """Without --scheduler the CLI starts its own LocalCluster: still no traceback or log noise on stderr."""

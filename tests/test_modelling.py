@@ -74,7 +74,7 @@ def test_auto_k_result_is_consistent_with_sklearn(auto, users, cfg):
     x = scaled_all(r, users, cfg)
     labels = r.model.predict(x)
     assert r.n_rows == 3000 and r.engine == "lloyd" and r.k == choose_k(r.k_table, 1)[0]
-    assert [row["k"] for row in r.k_table] == [2, 3, 4, 5] and "elegida k=" in r.k_reason
+    assert [row["k"] for row in r.k_table] == [2, 3, 4, 5] and r.k_reason["rule"] == "knee" and r.k_reason["k"] == r.k
     assert r.cluster_sizes == {j: int(c) for j, c in enumerate(np.bincount(labels, minlength=r.k))}
     np.testing.assert_array_equal(r.model.cluster_centers_, r.centers)
     np.testing.assert_array_equal(r.model.predict(r.centers), np.arange(r.k))
@@ -86,7 +86,7 @@ def test_auto_k_result_is_consistent_with_sklearn(auto, users, cfg):
     assert chosen["inertia"] == r.inertia and chosen["silhouette"] == r.silhouette
     assert sum(chosen["sizes"]) == 3000
     np.testing.assert_allclose(r.pca.transform(x), PCA(2).fit(x).transform(x), atol=1e-8)
-    assert sorted(r.silhouette_by_cluster) == list(range(r.k)) == sorted(r.stability)
+    assert sorted(r.silhouette_by_cluster) == np.unique(labels).tolist()  # the clusters users fall in
     assert all(0 <= v <= 1 for v in r.stability.values()) and -1 <= r.silhouette <= 1
     assert set(r.timings) >= {"scaler", "sample", "k_search", "final_fit", "quality"}
 
@@ -130,7 +130,7 @@ def test_each_engine_within_one_percent_of_sklearn(folder4, users, cfg, engine):
         r = fit_segments(folder4, fixed)
     x = scaled_all(r, users, fixed)
     best = KMeans(3, n_init=10, random_state=0).fit(x).inertia_
-    assert r.engine == engine and r.k == 3 and "fijada" in r.k_reason and len(r.k_table) == 1
+    assert r.engine == engine and r.k == 3 and r.k_reason == {"rule": "fixed", "k": 3} and len(r.k_table) == 1
     assert r.inertia == pytest.approx(-r.model.score(x), rel=1e-10)
     assert r.inertia <= best * 1.01
     assert r.cluster_sizes == {j: int(c) for j, c in enumerate(np.bincount(r.model.predict(x), minlength=3))}

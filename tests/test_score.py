@@ -21,6 +21,8 @@ from cli_helpers import read_users as read_parquet
 from mailseg_dist.core.config import load_config
 from mailseg_dist.model.features import feature_frame
 
+pytestmark = pytest.mark.slow  # `mailseg run` then `mailseg score` in subprocesses
+
 MODEL_FILES = ["modelo_clustering.pkl", "escalador.pkl", "modelo_metadata.json", "modelo.json", "segmentos.json"]
 BAD_ROWS = [  # (Id, send, bounce, open, click, Total, Comprador, hour, day_of_week) as CSV text
     ["", "3", "0", "1", "0", "4", "1", "18.5", "2"],          # no Id

@@ -21,6 +21,8 @@ from cli_helpers import (
 )
 from store_helpers import download, store_fs
 
+pytestmark = pytest.mark.slow  # every test starts the `mailseg` command in a subprocess
+
 SMALL = {"ingest": {"chunk_rows": 700}, "quality": {"bootstrap_rounds": 2}}
 RUN_FACTS = ["k", "rows_in", "rows_kept", "rows_rejected", "rows_reconciled", "input_sha256", "segments"]
 
@@ -34,7 +36,6 @@ def ok(proc) -> dict:
     return one_json_last_line(proc)
 
 
-@pytest.mark.slow
 def test_run_score_and_update_on_a_store_equal_the_same_on_disk(tmp_path, bucket):
     config = write_config(tmp_path / "small.yaml", SMALL)
     here = tmp_path / "empty-cwd"
@@ -72,8 +73,15 @@ def test_run_score_and_update_on_a_store_equal_the_same_on_disk(tmp_path, bucket
 
     updated = ok(mailseg("update", f"{bucket}/in/feb.csv", "--month", "2026-02", "--model-dir", f"{bucket}/R",
                          "--data-dir", f"{bucket}/d", "--out", f"{bucket}/F", "--config", config, "--json", cwd=here))
-    assert updated["k"] == 4 and updated["update"]["previous_model"] == f"{bucket}/R"
-    assert [s["cluster"] for s in updated["update"]["segments"]] == [0, 1, 2, 3]
+    assert updated["k"] == 4 and updated["update"]["previous_model"] == f"{bucket}/R/modelos/{store['version']}"
+    # per id: the name read back from the model in the store, the share of the users the update wrote there
+    previous_names = {s["cluster"]: s["name"] for s in store["segments"]}
+    download(f"{bucket}/F", got / "F")
+    shares = read_users(got / "F" / "usuarios", ["cluster"])["cluster"].value_counts(normalize=True)
+    assert len(updated["update"]["segments"]) == 4
+    for line in updated["update"]["segments"]:
+        assert line["previous_name"] == previous_names[line["cluster"]], line
+        assert line["share"] == pytest.approx(shares.get(line["cluster"], 0.0), abs=1e-4), line
     assert list(here.iterdir()) == []  # nothing was written on the local disk of the store runs
 
 

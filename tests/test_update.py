@@ -6,7 +6,6 @@ import itertools
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from cli_helpers import (
     assert_one_line_error,
@@ -22,6 +21,7 @@ from mailseg_dist.core.config import load_config
 from mailseg_dist.model.features import feature_frame
 from mailseg_dist.model.matching import matching
 from mailseg_dist.model.modelling import fit_segments
+from mailseg_dist.segments.profiles import segment_names, segment_profiles
 
 SMALL = {"ingest": {"chunk_rows": 1000}, "quality": {"bootstrap_rounds": 2}}
 
@@ -91,6 +91,7 @@ def test_swapped_centres_are_put_back_under_their_ids(users_folder, monkeypatch)
 
 
 # ---------------------------------------------------------------- through the CLI
+@pytest.mark.slow
 def test_update_keeps_k_and_ids_on_next_months_users(tmp_path):
     config = write_config(tmp_path / "small.yaml", SMALL)
     for name, seed in (("jan.csv", 5), ("feb.csv", 6)):
@@ -106,8 +107,9 @@ def test_update_keeps_k_and_ids_on_next_months_users(tmp_path):
     summary = one_json_last_line(done)
     assert summary["k"] == 4 and summary["rows_kept"] == 4000 and summary["month"] == "2026-02"
     block = summary["update"]
-    assert block["previous_model"] == str(tmp_path / "jan") and [s["cluster"] for s in block["segments"]] == [0, 1, 2, 3]
-    assert [s["previous_name"] for s in block["segments"]] == [s["name"] for s in one_json_last_line(first)["segments"]]
+    # read from the model folder's current version (whole and immutable), not its top-level copies
+    assert block["previous_model"] == str(tmp_path / "jan" / "modelos" / one_json_last_line(first)["version"])
+    assert len(block["segments"]) == 4
     after = json.loads((tmp_path / "feb" / "modelo.json").read_text())
     # in feature units, every new centre is nearest to the old centre with its own id
     old = np.asarray(before["centers"]) * before["scaler"]["scale"] + before["scaler"]["mean"]
@@ -117,9 +119,28 @@ def test_update_keeps_k_and_ids_on_next_months_users(tmp_path):
     assert list(nearest_old) == [0, 1, 2, 3]
     users = read_users(tmp_path / "feb" / "usuarios", ["Id", "cluster"])
     assert len(users) == 4000 and set(users["cluster"]) <= {0, 1, 2, 3}
-    assert pd.Series(summary["segments"][0]).get("name") == block["segments"][0]["name"]
+
+    # Each line of the block describes the segment that carries its id, recomputed here from what each month
+    # wrote (per-user tables, modelo.json), not copied from the summaries: a block built before the ids were
+    # put back, or from last month's table in its own order, fails one of these.
+    first_names = {s["cluster"]: s["name"] for s in one_json_last_line(first)["segments"]}
+    shift = np.sqrt((((old - np.asarray(after["scaler"]["mean"])) / scale - np.asarray(after["centers"])) ** 2)
+                    .sum(axis=1))
+    months = {}
+    for month in ("jan", "feb"):
+        profiles = segment_profiles(tmp_path / month / "usuarios", 4)
+        shares = read_users(tmp_path / month / "usuarios", ["cluster"])["cluster"].value_counts(normalize=True)
+        months[month] = (segment_names(profiles, load_config()), shares)
+    for line in block["segments"]:
+        j = line["cluster"]
+        assert line["previous_name"] == months["jan"][0][j] == first_names[j], line
+        assert line["name"] == months["feb"][0][j], line
+        assert line["previous_share"] == pytest.approx(months["jan"][1].get(j, 0.0), abs=1e-4), line
+        assert line["share"] == pytest.approx(months["feb"][1].get(j, 0.0), abs=1e-4), line
+        assert line["center_shift"] == pytest.approx(shift[j], abs=1e-4), line
 
 
+@pytest.mark.slow
 def test_update_without_a_previous_model_is_refused_before_any_cluster(tmp_path):
     assert mailseg("generate", "--rows", 200, "--out", tmp_path / "u.csv", cwd=tmp_path).returncode == 0
     done = mailseg("update", tmp_path / "u.csv", "--model-dir", "nowhere", "--out", "o", "--data-dir", "d",
