@@ -200,3 +200,144 @@ def test_tampered_or_unverified_pickles_are_refused(tmp_path, cfg, clean_users):
     with pytest.warns(UserWarning, match="unverified"):
         model, _ = load_model_files(tmp_path, trust_unverified=True)
     np.testing.assert_array_equal(model.cluster_centers_, result.model.cluster_centers_)
+
+
+# ---------------------------------------------------------------- workbook written by rustpy-xlsxwriter (issue 12)
+NUMBER_COLUMNS = RESULT_COLUMNS[1:-3]
+
+
+def _clusters(path, head: int):
+    """Sheet Clusters read with openpyxl (cells) and python-calamine (values), data rows only."""
+    from python_calamine import CalamineWorkbook
+
+    ws = openpyxl.load_workbook(path)["Clusters"]
+    cells = [list(row) for row in ws.iter_rows()]
+    values = CalamineWorkbook.from_path(str(path)).get_sheet_by_name("Clusters").to_python(skip_empty_area=False)
+    return cells[:head], cells[head:], values[:head], values[head:]
+
+
+def test_workbook_clusters_sheet_equals_the_parquet_rows_values_and_types(dask_client, tmp_path, cfg, setup):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    users, folder, result, table = setup
+    out = write_user_results(folder, tmp_path, result, table, cfg)
+    first = min(out.glob("*.parquet"))
+    stored = pq.read_table(first)  # text comes back dictionary-encoded: the writer must decode it
+    assert pa.types.is_dictionary(stored.schema.field("segmento").type)
+    frame = stored.to_pandas()
+    frame.loc[0, "hour"], frame.loc[1, "pca2"] = np.nan, np.nan  # missing numbers are blank cells
+    pq.write_table(pa.Table.from_pandas(frame, schema=stored.schema, preserve_index=False), first)
+    path = write_results_xlsx(out, tmp_path / "r.xlsx", table, result.k_table, cfg)
+    head, cells, cal_head, values = _clusters(path, 1)
+    parquet = pd.concat([pd.read_parquet(p) for p in sorted(out.glob("*.parquet"))], ignore_index=True)
+    assert [c.value for c in head[0]] == RESULT_COLUMNS and cal_head[0] == RESULT_COLUMNS
+    assert len(cells) == len(values) == len(parquet) == len(users)
+    assert all(len(row) == len(RESULT_COLUMNS) for row in cells + values)
+    for j, col in enumerate(RESULT_COLUMNS):
+        want = parquet[col]
+        got = [row[j] for row in cells]
+        assert not any(c.data_type in ("f", "d") for c in got), col
+        if col in NUMBER_COLUMNS or col == "Id":
+            present = want.notna().to_numpy()
+            assert all(c.data_type == "n" for c in got), col
+            assert all(c.value is None for c, p in zip(got, present) if not p), col
+            for reader in ([c.value for c in got], [row[j] for row in values]):
+                have = [v for v, p in zip(reader, present) if p]
+                assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in have), col
+                # exact: shortest round-trip decimals, integers as integral doubles
+                np.testing.assert_array_equal(np.array(have, dtype=float), want[present].to_numpy(dtype=float))
+        else:
+            assert all(c.data_type == "s" for c in got), col
+            assert [c.value for c in got] == [row[j] for row in values] == want.astype(str).tolist(), col
+    assert sum(1 for row in cells if row[7].value is None) >= 1 and values[0][7] == ""
+
+
+def test_formula_looking_text_stays_text_in_every_sheet(dask_client, tmp_path, cfg, clean_users):
+    from python_calamine import CalamineWorkbook
+
+    tricky = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "=HYPERLINK(\"http://e.x\")"]
+    users = clean_users.copy()
+    users["Id"] = users["Id"].astype(str)
+    users.loc[:len(tricky) - 1, "Id"] = tricky
+    write_parts(users, tmp_path / "users")
+    result = fake_result(users, cfg)
+    table = segment_table(segment_profiles(scored_users(tmp_path / "users", result, cfg), result.k), cfg)
+    table["nombre"] = ["=1+1", "@cmd", "-2+3"]
+    out = write_user_results(tmp_path / "users", tmp_path, result, table, cfg)
+    path = write_results_xlsx(out, tmp_path / "r.xlsx", table, result.k_table, cfg, k_reason="=SUM(A1:A9)")
+    wb = openpyxl.load_workbook(path)
+    every = [c for ws in wb for row in ws.iter_rows() for c in row if c.value is not None]
+    assert not [c.coordinate for c in every if c.data_type == "f"]
+    ids = {row[0].value: row[0] for row in wb["Clusters"].iter_rows(min_row=2)}
+    for text in tricky:
+        assert ids[text].data_type == "s" and ids[text].value == text
+    assert [r[1].value for r in wb["Recomendaciones"].iter_rows(min_row=2, max_row=4)] == ["=1+1", "@cmd", "-2+3"]
+    assert all(r[1].data_type == "s" for r in wb["Recomendaciones"].iter_rows(min_row=2))
+    assert [c.value for c in list(wb["Eleccion_k"].iter_rows())[-1][:2]] == ["Motivo de la elección", "=SUM(A1:A9)"]
+    calamine = CalamineWorkbook.from_path(str(path))
+    assert set(tricky) <= {row[0] for row in calamine.get_sheet_by_name("Clusters").to_python()}
+
+
+@pytest.mark.parametrize("below", [0, 1, 551])
+def test_sampled_workbook_writes_the_note_and_exactly_that_many_rows(dask_client, tmp_path, cfg, setup, below):
+    """excel_max_rows = users − below: all users and no note at 0; else a note row + limit − 1 sampled users."""
+    users, folder, result, table = setup
+    limit = len(users) - below
+    cfg["report"]["excel_max_rows"] = limit
+    out = write_user_results(folder, tmp_path, result, table, cfg)
+    path = write_results_xlsx(out, tmp_path / "r.xlsx", table, result.k_table, cfg, lang="en")
+    sampled = below > 0
+    head, cells, cal_head, values = _clusters(path, 2 if sampled else 1)
+    assert [c.value for c in head[-1]] == RESULT_COLUMNS and cal_head[-1] == RESULT_COLUMNS
+    assert len(cells) == len(values) == (limit - 1 if sampled else limit)
+    if sampled:
+        note = head[0][0].value
+        assert note.startswith(f"SAMPLE: this sheet holds {limit - 1:,} of {len(users):,} users") and str(out) in note
+        assert cal_head[0][0] == note and head[0][0].data_type == "s"
+        u = hash_uniform(users["Id"], cfg["model"]["seed"])
+        assert {row[0].value for row in cells} == set(users["Id"].to_numpy()[np.argsort(u)[:limit - 1]])
+    else:
+        assert {row[0].value for row in cells} == set(users["Id"])
+
+
+def test_small_sheets_keep_their_number_formats_and_a_header_without_k_table(dask_client, tmp_path, cfg, setup):
+    _, folder, result, table = setup
+    out = write_user_results(folder, tmp_path, result, table, cfg)
+    path = write_results_xlsx(out, tmp_path / "r.xlsx", table, [], cfg)  # as `mailseg score` writes it
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["Clusters", "Recomendaciones", "Eleccion_k"]
+    assert [c.value for c in next(wb["Eleccion_k"].iter_rows())] == ["k", "inercia", "silueta", "calinski_harabasz",
+                                                                      "davies_bouldin", "tamaños", "elegida"]
+    assert wb["Eleccion_k"].max_row == 1
+    recs = wb["Recomendaciones"]
+    header = [c.value for c in next(recs.iter_rows())]
+    formats = {}
+    for row in recs.iter_rows(min_row=2):
+        for name, cell in zip(header, row):
+            if isinstance(cell.value, (int, float)):
+                formats.setdefault(name, set()).add(cell.number_format)
+    assert formats["Proporción"] == formats["Tasa de compra"] == formats["Tasa de rebote"] == {"0.0%"}
+    assert formats["Envíos (media)"] == formats["Clics por apertura"] == formats["Silueta media"] == {"0.00"}
+    assert formats["Usuarios"] == formats["cluster"] == {"General"}
+    widths = {i: d.width for d in recs.column_dimensions.values() for i in range(d.min, d.max + 1)}
+    assert [i for i, w in widths.items() if w > 20] == [2, 18, 19]  # name, action, reason
+    assert widths[2] > 30 and widths[18] > 70 and widths[19] > 70
+
+
+def test_an_error_reading_a_part_is_raised_as_it_is_and_leaves_no_workbook(dask_client, tmp_path, cfg, setup,
+                                                                            monkeypatch):
+    from mailseg_dist.outputs import export
+
+    _, folder, result, table = setup
+    out = write_user_results(folder, tmp_path, result, table, cfg)
+    batches = export._batches
+
+    def failing(files, columns):
+        yield from list(batches(files, columns))[:1]
+        raise InputDataError("part-00002.parquet: unreadable")
+
+    monkeypatch.setattr(export, "_batches", failing)
+    with pytest.raises(InputDataError, match="unreadable"):
+        write_results_xlsx(out, tmp_path / "r.xlsx", table, result.k_table, cfg)
+    assert not list(tmp_path.glob("*r.xlsx*"))
