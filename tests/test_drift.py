@@ -325,30 +325,49 @@ def test_report_without_changes_has_no_section(tmp_path):
     assert "Qué cambió" not in page and "verdict" not in page
 
 
-def test_changes_sheet_holds_the_same_tables(tmp_path, halves):
+def test_workbook_sheet_changes_holds_the_same_tables(tmp_path, halves, users_parquet, dask_client):
     import openpyxl
-    from rustpy_xlsxwriter import write_worksheets
+    from test_export import fake_result
 
     from mailseg_dist.outputs.changes import add_changes_sheet, verdict_text
+    from mailseg_dist.outputs.export import (
+        scored_users,
+        write_results_xlsx,
+        write_user_results,
+    )
+    from mailseg_dist.segments.profiles import segment_profiles
+    from mailseg_dist.segments.recommend import segment_table
 
     a, b = halves
     changes = make_changes(a, b, "en", with_transitions=TRANSITIONS)
-    sheets, options = [("First", [{"x": 1.0}])], {}
-    add_changes_sheet(sheets, options, changes, "en")
-    add_changes_sheet(sheets, options, None, "en")  # nothing to add
-    assert [s[0] for s in sheets] == ["First", "Changes"] and options["header_row"] == {"Changes": 2}
-    write_worksheets(sheets, str(tmp_path / "c.xlsx"), **options)
-    rows = list(openpyxl.load_workbook(tmp_path / "c.xlsx")["Changes"].iter_rows(values_only=True))
+    sheets, options = [], {}
+    add_changes_sheet(sheets, options, None, "en")  # nothing to add without changes
+    assert (sheets, options) == ([], {})
+    base = load_config()
+    cfg = {**base, "report": {**base["report"], "lang": "en", "excel_max_rows": 100}}  # Clusters sampled too
+    users = make_clean_users()
+    result = fake_result(users, cfg, k=3)
+    table = segment_table(segment_profiles(scored_users(users_parquet, result, cfg), 3), cfg, "en")
+    out = write_user_results(users_parquet, tmp_path, result, table, cfg, "en")
+    wb = openpyxl.load_workbook(write_results_xlsx(out, tmp_path / "r.xlsx", table, result.k_table, cfg, "en",
+                                                   changes=changes))
+    assert wb.sheetnames == ["Clusters", "Recomendaciones", "Eleccion_k", "Changes"]
+    assert wb["Clusters"]["A1"].value.startswith("SAMPLE") and wb["Clusters"].max_row == 101  # note, header, 99
+    rows = list(wb["Changes"].iter_rows(values_only=True))
     assert rows[0][0] == verdict_text(changes, "en") and rows[1][0].startswith("Of the 1,930 users")
     assert rows[2][:3] == ("Feature", "PSI", "Reading")
-    psi = {r[0]: r[1] for r in rows[3:3 + len(COLUMNS)]}
-    assert psi == {f"{label} ({f['feature']})" if label != f["feature"] else f["feature"]: pytest.approx(f["psi"])
-                   for f, label in zip(changes["features"], ["Sends", "Bounces", "Opens", "Clicks", "Total", "Buyer",
-                                                             "Hour", "Weekday"])}
+    labels = ["Sends", "Bounces", "Opens", "Clicks", "Total", "Buyer", "Hour", "Weekday"]
+    assert {r[0]: r[1] for r in rows[3:3 + len(COLUMNS)]} == {
+        f"{label} ({f['feature']})" if label != f["feature"] else label: pytest.approx(f["psi"])
+        for f, label in zip(changes["features"], labels)}
     flat = [r[0] for r in rows]
-    start = flat.index("Moves between segments")
-    assert list(rows[start + 2][1:4]) == [900, 60, 40] and rows[start + 2][4] == 50  # counts, then gone
-    assert rows[start + 5][0] == "new" and list(rows[start + 5][1:4]) == [100, 500, 100]
+    segments = flat.index("Segments: before and now")
+    assert rows[segments + 1][:3] == ("Id", "Name before", "Name now")
+    assert [r[4] for r in rows[segments + 2:segments + 5]] == [0.42, 0.3, 0.28]  # share now, as fractions
+    moves = flat.index("Moves between segments")
+    assert list(rows[moves + 2][1:5]) == [900, 60, 40, 50]  # counts, then gone
+    assert rows[moves + 5][0] == "new" and list(rows[moves + 5][1:4]) == [100, 500, 100]
+    assert rows[moves + 8][1:4] == pytest.approx((0.9, 0.06, 0.04))  # the same rows as shares
     months = flat.index("Share of each segment by month")
     assert [r[0] for r in rows[months + 2:months + 5]] == ["2026-01", "2026-02", "2026-03"]
     assert rows[months + 4][2:5] == (0.42, 0.3, 0.28)

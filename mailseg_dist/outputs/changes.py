@@ -8,7 +8,8 @@ lineage, oldest first, as ``{"month", "version", "shares": {cluster: share}, "na
   and counts) and each segment's share over the stored months;
 - `changes_section`: the report's "Qué cambió" / "What changed" section: the verdict in
   one sentence with the numbers that decided it, then the tables and figures;
-- `add_changes_sheet`: sheet Cambios / Changes of the workbook, the same tables.
+- `add_changes_sheet`: sheet Cambios / Changes of the workbook (export.write_results_xlsx), the same
+  tables.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from rustpy_xlsxwriter import Format
 
 from mailseg_dist.core.catalog import FIGURE_FILES, FIGURES_SUBDIR
 from mailseg_dist.core.storage import as_location
@@ -385,8 +387,11 @@ def changes_sheet(changes: dict, lang: str) -> tuple[str, list[dict], dict]:
     width = max(len(header), *(len(r) for r in grid))
     keys = header + [" " * (i + 1) for i in range(width - len(header))]  # header cells must be distinct
     records = [{key: _cell(value) for key, value in zip(keys, row)} for row in grid]
-    options = {"header_row": 2, "merge_ranges": [(0, 0, 0, width - 1, verdict_text(changes, lang)),
-                                                 (1, 0, 1, width - 1, moves_text(changes, lang) or " ")]}
+    wrap = Format().set_text_wrap().set_align("top")
+    bold = Format().set_bold().set_text_wrap().set_align("top")
+    options = {"header_row": 2, "column_width": 20, "row_heights": {0: 48, 1: 32},
+               "merge_ranges": [(0, 0, 0, width - 1, verdict_text(changes, lang), bold),
+                                (1, 0, 1, width - 1, moves_text(changes, lang) or " ", wrap)]}
     return t["sheet"], records, options
 
 

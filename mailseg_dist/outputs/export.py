@@ -289,8 +289,9 @@ def _k_rows(k_table: list[dict], chosen_k: int, k_reason: str | None, lang: str)
 
 
 def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_table: list[dict], cfg: dict,
-                       lang: str = "es", k_reason: str | None = None) -> Path:
-    """Sheets Clusters, Recomendaciones, Eleccion_k; streamed with bounded memory; returns the path.
+                       lang: str = "es", k_reason: str | None = None, changes: dict | None = None) -> Path:
+    """Sheets Clusters, Recomendaciones, Eleccion_k (and Cambios / Changes for an update's `changes`, see
+    outputs.changes); streamed with bounded memory; returns the path.
 
     Written by rustpy-xlsxwriter (rust_xlsxwriter in constant-memory mode): sheet Clusters is an Arrow
     stream of the Parquet parts, one batch in memory at a time, its cells written in Rust (5-9x faster
@@ -316,6 +317,10 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
     sheets = [("Clusters", _users_sheet(files, cut, size, seed, failed)),
               ("Recomendaciones", _segments_rows(segment_table, lang)),
               ("Eleccion_k", _k_rows(k_table, len(segment_table), k_reason, lang))]
+    if changes:  # an update: what changed since the parent version (imported here: export stays light)
+        from mailseg_dist.outputs.changes import add_changes_sheet
+
+        add_changes_sheet(sheets, options, changes, lang)
     with atomic_path(xlsx_path, suffix=".xlsx") as tmp:
         try:
             write_worksheets(sheets, str(tmp), autofit=False,

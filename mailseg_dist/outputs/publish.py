@@ -48,7 +48,7 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
     """Write every output of a run into `out_dir`; returns file paths, segments and timings.
 
     `changes` (an update's drift block plus its `months`, see outputs.changes) adds the "what changed"
-    figures and report section."""
+    figures, report section and workbook sheet."""
     out, lang, stage = as_location(out_dir), cfg["report"]["lang"], Stages("publish ")
     users = manifest["users_path"]
     with stage("user_results", "writing per-user results (workers)"):
@@ -56,7 +56,7 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
     xlsx = out / XLSX_NAME
     # The workbook is one long sequential write on a worker: let it run while the client draws.
     workbook = client.submit(write_results_xlsx, results_dir, xlsx, table, result.k_table, cfg, lang,
-                             k_reason_text(result.k_reason, lang), pure=False)
+                             k_reason_text(result.k_reason, lang), changes=changes, pure=False)
     meta = {"seed": cfg["model"]["seed"], "month": manifest["month"], "input": manifest["source"],
             "input_sha256": manifest["sha256"], "rows_kept": manifest["rows_kept"]}
     with stage("model_files", "writing the model, scaler and segment files"):
