@@ -39,7 +39,8 @@ MONTH = "2026-05"
 OUTPUTS = {"modelo_clustering.pkl", "escalador.pkl", "modelo_metadata.json", "modelo.json", "segmentos.json",
            "resultados_clustering.xlsx", "informe.html", "run_summary.json", "usuarios", "figuras",
            "modelos", "meses"}  # versions (modelos/<id>/, modelos/actual.json) and each month's per-user results
-FIGURES = {"codo.png", "calidad_k.png", "segmentos.png", "perfiles.png", "pca.png", "silueta.png"}
+FIGURES = {"codo.png", "calidad_k.png", "segmentos.png", "perfiles.png", "pca.png", "silueta.png"}  # every run's
+CHANGE_FIGURES = {"cambios_psi.png", "cambios_transiciones.png", "cambios_proporciones.png"}  # an update's, too
 TEMPORARY = re.compile(r"^\..+\.tmp(dir)?$")  # hidden and suffixed: never matches an output name or glob
 SMALL = {"ingest": {"chunk_rows": 1000}, "quality": {"bootstrap_rounds": 2},
          "cluster": {"n_workers": 2, "dashboard": False}}
@@ -240,7 +241,7 @@ def _check_outputs(out: Path, allowed_rows: set[int], found: dict) -> int | None
             if TEMPORARY.match(png.name):
                 found["leftovers"].append(f"figuras/{png.name}")
                 continue
-            assert png.name in FIGURES, png
+            assert png.name in FIGURES | CHANGE_FIGURES, png
             with Image.open(png) as image:
                 image.verify()
                 image.close()
@@ -258,7 +259,9 @@ def _check_committed(out: Path, kept: int | None) -> None:
     assert summary["k"] == metadata["k"] == plain["k"] == len(segments)
     assert kept == summary["rows_kept"] == metadata["rows_kept"]
     assert summary["input_sha256"] == metadata["input_sha256"]
-    assert {p.name for p in (out / "figuras").glob("*.png")} == FIGURES
+    figures = {p.name for p in (out / "figuras").glob("*.png")}
+    assert FIGURES <= figures <= FIGURES | CHANGE_FIGURES, figures
+    assert (figures > FIGURES) == ("drift" in summary.get("update", {}))  # drift figures exactly when an update has them
     assert (out / "resultados_clustering.xlsx").exists() and (out / "informe.html").exists()
 
 
