@@ -10,7 +10,6 @@ import contextlib
 import logging
 import time
 
-import numpy as np
 from pathlib import Path
 
 from mailseg_dist.core.atomic import folder_lock, write_json
@@ -167,9 +166,10 @@ def version_record(summary: dict, kind: str, parent: str | None, cfg: dict, resu
     from mailseg_dist.model.drift import drift_reference
     from mailseg_dist.model.features import raw_columns
 
-    silhouettes = {int(c): float(np.mean(v)) for c, v in result.silhouette_by_cluster.items() if len(v)}
+    from mailseg_dist.workflows.update import segment_silhouettes
+
     return {"drift_reference": drift_reference(result.sample, raw_columns(cfg["features"]), cfg["drift"]["bins"]),
-            "silhouette_by_segment": silhouettes,"kind": kind, "month": summary["month"], "parent": parent, "input": summary["input"],
+            "silhouette_by_segment": segment_silhouettes(result),"kind": kind, "month": summary["month"], "parent": parent, "input": summary["input"],
             "input_sha256": summary["input_sha256"], "k": summary["k"], "engine": summary["engine"],
             "update_mode": cfg["update"]["mode"] if kind == "update" else None,
             "metrics": {key: summary[key] for key in ("inertia", "silhouette", "calinski_harabasz", "davies_bouldin")},

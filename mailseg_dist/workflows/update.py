@@ -44,11 +44,21 @@ def previous_segments(model_dir: Path, cfg: dict, trust_unverified: bool) -> Sim
         shares={int(c): float(s) for c, s in table["share"].items()})
 
 
+def center_shift(previous: SimpleNamespace, scaler, centers: np.ndarray) -> np.ndarray:
+    """How far each id's centre moved, in the new scaler's units (the previous centres put in that space)."""
+    old_scaled = (previous.centers - scaler.mean_) / scaler.scale_
+    return np.sqrt(((old_scaled - centers) ** 2).sum(axis=1))
+
+
+def segment_silhouettes(result) -> dict[int, float]:
+    """Mean silhouette of each segment's sampled users (segments with none in the sample left out)."""
+    return {int(c): float(np.mean(v)) for c, v in result.silhouette_by_cluster.items() if len(v)}
+
+
 def update_block(previous: SimpleNamespace, scaler, centers: np.ndarray, segments: list[dict],
                  reordered: bool) -> dict:
     """What changed since the previous model, per segment id (centre shift in the new scaled units)."""
-    old_scaled = (previous.centers - scaler.mean_) / scaler.scale_
-    shift = np.sqrt(((old_scaled - centers) ** 2).sum(axis=1))
+    shift = center_shift(previous, scaler, centers)
     now = {s["cluster"]: s for s in segments}
     return {"previous_model": previous.model_dir, "previous_modelo_json_sha256": previous.sha256,
             "ids_reordered": reordered,
@@ -120,15 +130,13 @@ def month_changes(out, parent: str, previous: SimpleNamespace, result, table, ma
     then = read_json(pdir / VERSION_JSON)
     labels = scored_users(manifest["users_path"], result, cfg)[["Id", "cluster"]]  # lazy: workers score them
     moves = transitions(pdir / USERS_SUBDIR, labels) if (pdir / USERS_SUBDIR).exists() else None
-    old_scaled = (previous.centers - result.scaler.mean_) / result.scaler.scale_
-    shift = np.sqrt(((old_scaled - result.centers) ** 2).sum(axis=1))
+    shift = center_shift(previous, result.scaler, result.centers)
     now_shares = {int(c): float(s) for c, s in table["share"].items()}
     now_names = {int(c): str(n) for c, n in table["nombre"].items()}
     block = drift_block(then["drift_reference"], result.sample, cfg["drift"], shares_then=previous.shares,
                         shares_now=now_shares, center_shift=dict(enumerate(shift.tolist())),
                         silhouette_then=then.get("silhouette_by_segment"),
-                        silhouette_now={int(c): float(np.mean(v)) for c, v in result.silhouette_by_cluster.items()
-                                        if len(v)},
+                        silhouette_now=segment_silhouettes(result),
                         names_then=previous.names, names_now=now_names, transitions=moves,
                         month_then=then["month"], month_now=manifest["month"])
     history = [{"month": v["month"], "version": v["id"], "shares": {s["cluster"]: s["share"] for s in v["segments"]},
