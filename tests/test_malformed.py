@@ -249,7 +249,7 @@ def results(request, tmp_path_factory, scheduler):
     root = tmp_path_factory.mktemp("malformed")
     pool = ThreadPoolExecutor(max_workers=2)
     selected = {item.callspec.params["case"].name for item in request.session.items
-                if hasattr(item, "callspec") and "case" in item.callspec.params}
+                if item.module is request.module and hasattr(item, "callspec") and "case" in item.callspec.params}
 
     def start(case: Case):
         path = case.build(root / f"{case.name}{case.suffix}")
