@@ -151,6 +151,40 @@ def test_cluster_run_equals_local_cluster_run(work, users_csv, config, dask_proc
     assert out_files(out) == out_files(local_out) | ({PROFILE} if HAS_BOKEH else set())
 
 
+def ok_update(input_path: Path, model_dir: Path, work: Path, config: Path, *extra) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    done = mailseg("update", input_path, "--month", "2026-02", "--model-dir", model_dir, "--data-dir", work / "data",
+                   "--out", work / "out", "--config", config, "--json", *extra, cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return summary_of(done.stdout)
+
+
+def test_update_on_the_cluster_equals_the_same_update_on_a_local_cluster(work, config, dask_procs, cluster_run):
+    """The monthly update (issue 13) on real processes: same ids, centres, drift and transitions as locally,
+    the transitions joined from the parent month's results by the cluster's workers."""
+    out, first = cluster_run
+    feb = work / "feb.csv"
+    assert mailseg("generate", "--rows", 30_000, "--out", feb, "--seed", 12, cwd=work).returncode == 0
+    remote = ok_update(feb, out, work / "upd_cluster", config, "--scheduler", dask_procs.address)
+    local = ok_update(feb, out, work / "upd_local", config)
+    assert remote["cluster"]["scheduler"] == dask_procs.address != local["cluster"]["scheduler"]
+    # a new output folder: the drift is measured against the version the model was read from
+    assert remote["update"]["previous_model"] == local["update"]["previous_model"] == str(out / "modelos" /
+                                                                                           first["version"])
+    assert remote["k"] == local["k"] == first["k"] and remote["rows_kept"] == 30_000
+    assert remote["inertia"] == pytest.approx(local["inertia"], rel=1e-9)
+    users_remote, users_local = users_by_id(work / "upd_cluster" / "out"), users_by_id(work / "upd_local" / "out")
+    np.testing.assert_array_equal(users_remote[["Id", "cluster"]].to_numpy(), users_local[["Id", "cluster"]].to_numpy())
+    centres = [np.asarray(json.loads((work / w / "out" / "modelo.json").read_text())["centers"])
+               for w in ("upd_cluster", "upd_local")]
+    np.testing.assert_allclose(*centres, rtol=1e-9, atol=1e-12)
+    drift_remote, drift_local = remote["update"]["drift"], local["update"]["drift"]
+    assert drift_remote["transitions"] == drift_local["transitions"]
+    assert drift_remote["transitions"]["common"] > 0  # the months share users: the join did find them
+    for key in ("features", "segments", "share_psi", "verdict"):
+        assert drift_remote[key] == drift_local[key], key
+
+
 @pytest.mark.skipif(not HAS_BOKEH, reason="--profile needs bokeh (pip install 'bokeh>=3.1')")
 def test_profile_report_is_written(cluster_run):
     out, summary = cluster_run

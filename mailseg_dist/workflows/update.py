@@ -110,23 +110,34 @@ def update_job(cfg: dict, catalog, client, previous: SimpleNamespace, data=None,
                  done)
         return {**promote(out, done), "already_applied": True}
     result, table = fit_stage(manifest, cfg, client, previous)
-    changes = None
-    if parent is not None:
+    changes, parent_dir = None, _parent_dir(out, parent, previous)
+    if parent_dir is not None:
         with Stages()("drift", "measuring what changed since the previous version"):
-            changes = month_changes(out, parent, previous, result, table, manifest, cfg)
+            changes = month_changes(out, parent_dir, previous, result, table, manifest, cfg)
     return write_stage(result, table, manifest, cfg, out, client, previous, monitor, started, kind="update",
                        parent=parent, changes=changes)
 
 
-def month_changes(out, parent: str, previous: SimpleNamespace, result, table, manifest: dict, cfg: dict) -> dict:
-    """The drift report against the parent version (its stored bins, shares and labels): features' PSI,
-    segment shares, who moved where (on the workers), the verdict, and every stored month's shares."""
+def _parent_dir(out, parent: str | None, previous: SimpleNamespace):
+    """The version folder the drift is measured against: the parent in `out`, or, when `out` is a new folder
+    and the model came from another one (`--model-dir`), that folder's version the model was read from."""
+    from mailseg_dist.core.catalog import VERSION_JSON
+    from mailseg_dist.workflows.versions import version_dir
+
+    if parent is not None:
+        return version_dir(out, parent)
+    source = as_location(previous.model_dir)
+    return source if (source / VERSION_JSON).exists() else None
+
+
+def month_changes(out, pdir, previous: SimpleNamespace, result, table, manifest: dict, cfg: dict) -> dict:
+    """The drift report against the parent version in folder `pdir` (its stored bins, shares and labels):
+    features' PSI, segment shares, who moved where (on the workers), the verdict, every stored month's shares."""
     from mailseg_dist.core.catalog import USERS_SUBDIR, VERSION_JSON
     from mailseg_dist.model.drift import drift_block
     from mailseg_dist.outputs.export import scored_users
-    from mailseg_dist.workflows.versions import lineage, next_version, version_dir
+    from mailseg_dist.workflows.versions import lineage, next_version
 
-    pdir = version_dir(out, parent)
     then = read_json(pdir / VERSION_JSON)
     labels = scored_users(manifest["users_path"], result, cfg)[["Id", "cluster"]]  # lazy: workers score them
     moves = transitions(pdir / USERS_SUBDIR, labels) if (pdir / USERS_SUBDIR).exists() else None
@@ -140,7 +151,7 @@ def month_changes(out, parent: str, previous: SimpleNamespace, result, table, ma
                         names_then=previous.names, names_now=now_names, transitions=moves,
                         month_then=then["month"], month_now=manifest["month"])
     history = [{"month": v["month"], "version": v["id"], "shares": {s["cluster"]: s["share"] for s in v["segments"]},
-                "names": {s["cluster"]: s["name"] for s in v["segments"]}} for v in lineage(out, parent)]
+                "names": {s["cluster"]: s["name"] for s in v["segments"]}} for v in lineage(pdir.parent.parent, pdir.name)]
     history.append({"month": manifest["month"], "version": next_version(out, manifest["month"]), "shares": now_shares,
                     "names": now_names})  # the id write_stage gives it (the folder's lock is held meanwhile)
     return {**block, "months": history}
