@@ -292,7 +292,8 @@ def test_duplicate_first_rows_by_hash_buckets_equals_pandas(id_kind):
     valid source row, an invalid row never counts, exactly as a pandas groupby on the whole table says."""
     from conftest import split_with_empty
 
-    from mailseg_dist.inputs.duplicates import bucket_count, duplicate_first_rows
+    from mailseg_dist.core.buckets import bucket_count
+    from mailseg_dist.inputs.duplicates import duplicate_first_rows
 
     rng = np.random.default_rng(3)
     n = 900
