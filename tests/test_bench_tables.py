@@ -45,3 +45,14 @@ def test_replace_block_keeps_the_text_around_the_markers(tables):
     assert tables.readme_block(new) == "new table\n"
     with pytest.raises(ValueError):
         tables.readme_block("no markers")
+
+
+def test_readme_update_cost_block_matches_its_results():
+    """README's update-against-refit table (issue 13) comes from bench/results/update_cost_*.json."""
+    spec = importlib.util.spec_from_file_location("bench_update_cost", ROOT / "bench" / "bench_update_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.results_files()
+    assert results, "no bench/results/update_cost_*.json: run python bench/bench_update_cost.py"
+    block = module.readme_block((ROOT / "README.md").read_text())
+    assert block == module.render(results), "README.md's bench:update_cost block differs: run --readme"
