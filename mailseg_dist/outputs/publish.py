@@ -48,11 +48,16 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
     """Write every output of a run into `out_dir`; returns file paths, segments and timings.
 
     `changes` (an update's drift block plus its `months`, see outputs.changes) adds the "what changed"
-    figures, report section and workbook sheet."""
+    figures, report section and workbook sheet. It may be a function of the new per-user results folder
+    that computes that block: the transitions then read each user's segment from those results instead of
+    scoring every user once more (at 10M users the drift stage scored them all again)."""
     out, lang, stage = as_location(out_dir), cfg["report"]["lang"], Stages("publish ")
     users = manifest["users_path"]
     with stage("user_results", "writing per-user results (workers)"):
         results_dir = write_user_results(users, out, result, table, cfg, lang)
+    if callable(changes):
+        with stage("drift", "measuring what changed since the previous version"):
+            changes = changes(results_dir)
     xlsx = out / XLSX_NAME
     # The workbook is one long sequential write on a worker: let it run while the client draws.
     workbook = client.submit(write_results_xlsx, results_dir, xlsx, table, result.k_table, cfg, lang,
@@ -73,4 +78,4 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
         write_report(out / REPORT_HTML, context)
     with stage("xlsx_wait", f"finishing the workbook {XLSX_NAME}"):
         workbook.result()
-    return {"files": files, "segments": segments_summary(table), "timings": stage.timings}
+    return {"files": files, "segments": segments_summary(table), "timings": stage.timings, "changes": changes}

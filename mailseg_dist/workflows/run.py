@@ -111,9 +111,10 @@ def fit_stage(manifest: dict, cfg: dict, client, previous=None) -> tuple:
 
 def write_stage(result, table, manifest: dict, cfg: dict, out_dir, client, previous=None, monitor=None,
                 started: float | None = None, kind: str = "run", parent: str | None = None,
-                changes: dict | None = None) -> dict:
+                changes=None) -> dict:
     """Every output into a new version folder, sealed; then that version made current (top-level copies,
-    meses/<month>/, pointer, run_summary.json last). Returns the top-level summary."""
+    meses/<month>/, pointer, run_summary.json last). Returns the top-level summary. `changes`: an update's
+    drift block, or the function of the new per-user results that computes it (see outputs.publish)."""
     from mailseg_dist.outputs.publish import publish
     from mailseg_dist.workflows import versions
 
@@ -133,8 +134,9 @@ def write_stage(result, table, manifest: dict, cfg: dict, out_dir, client, previ
 
         summary["update"] = update_block(previous, result.scaler, result.centers, summary["segments"],
                                          result.ids_reordered)
-        if changes is not None:
-            summary["update"]["drift"] = {key: value for key, value in changes.items() if key != "months"}
+        if outputs["changes"] is not None:
+            summary["update"]["drift"] = {key: value for key, value in outputs["changes"].items()
+                                          if key != "months"}
     if monitor is not None:
         summary["cluster"] = monitor.report()
     summary["timings"]["total"] = round(time.perf_counter() - (started or t_publish), 3)

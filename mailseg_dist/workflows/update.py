@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +22,6 @@ import numpy as np
 
 from mailseg_dist.core.catalog import PLAIN_JSON, SUMMARY_JSON
 from mailseg_dist.core.errors import UsageError
-from mailseg_dist.core.stages import Stages
 from mailseg_dist.core.storage import as_location, file_sha256, read_json
 from mailseg_dist.model.drift import transitions
 
@@ -110,10 +110,9 @@ def update_job(cfg: dict, catalog, client, previous: SimpleNamespace, data=None,
                  done)
         return {**promote(out, done), "already_applied": True}
     result, table = fit_stage(manifest, cfg, client, previous)
-    changes, parent_dir = None, _parent_dir(out, parent, previous)
-    if parent_dir is not None:
-        with Stages()("drift", "measuring what changed since the previous version"):
-            changes = month_changes(out, parent_dir, previous, result, table, manifest, cfg)
+    parent_dir = _parent_dir(out, parent, previous)
+    changes = None if parent_dir is None else \
+        partial(month_changes, parent_dir, previous, result, table, manifest, cfg)  # once usuarios/ is written
     return write_stage(result, table, manifest, cfg, out, client, previous, monitor, started, kind="update",
                        parent=parent, changes=changes)
 
@@ -130,17 +129,17 @@ def _parent_dir(out, parent: str | None, previous: SimpleNamespace):
     return source if (source / VERSION_JSON).exists() else None
 
 
-def month_changes(out, pdir, previous: SimpleNamespace, result, table, manifest: dict, cfg: dict) -> dict:
+def month_changes(pdir, previous: SimpleNamespace, result, table, manifest: dict, cfg: dict,
+                  results_dir) -> dict:
     """The drift report against the parent version in folder `pdir` (its stored bins, shares and labels):
-    features' PSI, segment shares, who moved where (on the workers), the verdict, every stored month's shares."""
+    features' PSI, segment shares, who moved where (on the workers, from the parent's per-user results and
+    the new ones in `results_dir`), the verdict, every stored month's shares."""
     from mailseg_dist.core.catalog import USERS_SUBDIR, VERSION_JSON
     from mailseg_dist.model.drift import drift_block
-    from mailseg_dist.outputs.export import scored_users
-    from mailseg_dist.workflows.versions import lineage, next_version
+    from mailseg_dist.workflows.versions import lineage
 
     then = read_json(pdir / VERSION_JSON)
-    labels = scored_users(manifest["users_path"], result, cfg)[["Id", "cluster"]]  # lazy: workers score them
-    moves = transitions(pdir / USERS_SUBDIR, labels) if (pdir / USERS_SUBDIR).exists() else None
+    moves = transitions(pdir / USERS_SUBDIR, results_dir) if (pdir / USERS_SUBDIR).exists() else None
     shift = center_shift(previous, result.scaler, result.centers)
     now_shares = {int(c): float(s) for c, s in table["share"].items()}
     now_names = {int(c): str(n) for c, n in table["nombre"].items()}
@@ -152,8 +151,8 @@ def month_changes(out, pdir, previous: SimpleNamespace, result, table, manifest:
                         month_then=then["month"], month_now=manifest["month"])
     history = [{"month": v["month"], "version": v["id"], "shares": {s["cluster"]: s["share"] for s in v["segments"]},
                 "names": {s["cluster"]: s["name"] for s in v["segments"]}} for v in lineage(pdir.parent.parent, pdir.name)]
-    history.append({"month": manifest["month"], "version": next_version(out, manifest["month"]), "shares": now_shares,
-                    "names": now_names})  # the id write_stage gives it (the folder's lock is held meanwhile)
+    history.append({"month": manifest["month"], "version": as_location(results_dir).parent.name,
+                    "shares": now_shares, "names": now_names})  # results_dir is <version folder>/usuarios
     return {**block, "months": history}
 
 
