@@ -228,9 +228,13 @@ def months_page(results: q.Results, root: q.Results, t: dict, lang: str) -> None
         if not matrix.empty:
             shown = matrix.rename(index=lambda c: names.get(c, c), columns=lambda c: names.get(c, c))
             st.table(shown.map(lambda v: num(v, 0, lang)))
-            c1, c2 = st.columns(2)
-            a = c1.selectbox(t["from"] + " ", matrix.index.tolist(), key="mv_a", format_func=lambda c: names.get(c, c))
-            b = c2.selectbox(t["to"] + " ", matrix.columns.tolist(), key="mv_b", format_func=lambda c: names.get(c, c))
+            moved = matrix.where(matrix.index.to_numpy()[:, None] != matrix.columns.to_numpy()[None, :], 0).stack()
+            big_a, big_b = moved.idxmax() if len(moved) else (matrix.index[0], matrix.columns[0])
+            c1, c2 = st.columns(2)  # by default the biggest move between two different segments
+            a = c1.selectbox(t["from"] + " ", matrix.index.tolist(), index=matrix.index.tolist().index(big_a),
+                             key="mv_a", format_func=lambda c: names.get(c, c))
+            b = c2.selectbox(t["to"] + " ", matrix.columns.tolist(), index=matrix.columns.tolist().index(big_b),
+                             key="mv_b", format_func=lambda c: names.get(c, c))
             st.markdown(t["movers"].format(a=names.get(a, a), b=names.get(b, b)))
             st.table(q.movers(root, frm, to, a, b, limit=20))
 

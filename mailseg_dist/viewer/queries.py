@@ -448,7 +448,8 @@ def export_csv(results: Results, filters: Filters = Filters(), *, lang: str = "e
         buffer.seek(0)
         buffer.truncate()
         frame = batch.to_pandas()
-        ids = frame[ID].astype(str).map(neutralise) if frame[ID].dtype == object else frame[ID].astype(str)
+        text_ids = not pd.api.types.is_numeric_dtype(frame[ID])
+        ids = frame[ID].astype(str).map(neutralise) if text_ids else frame[ID].astype(str)
         day = np.clip(np.floor(frame["day_of_week"].to_numpy(dtype=float) + 0.5), 0, 6).astype(int)
         hour = (np.floor(frame["hour"].to_numpy(dtype=float) + 0.5) % 24).astype(int)
         when = [f"{days[d]} {h:02d}:00" for d, h in zip(day, hour)]
