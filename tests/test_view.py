@@ -18,41 +18,29 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from view_helpers import DAYS_ES, FORMULA_IDS, expected_csv, pandas_filter, publish
 
 import mailseg_dist as ms
-from mailseg_dist.core.catalog import MONTHS_SUBDIR, SEGMENTS_JSON, SUMMARY_JSON, USERS_SUBDIR
+from mailseg_dist.core.catalog import (
+    MONTHS_SUBDIR,
+    SEGMENTS_JSON,
+    SUMMARY_JSON,
+    USERS_SUBDIR,
+)
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-import mailseg_dist.viewer as viewer  # noqa: E402
-from mailseg_dist.viewer import queries as q  # noqa: E402
+from mailseg_dist import viewer
+from mailseg_dist.viewer import queries as q
 
 APP = str(Path(viewer.__file__).with_name("app.py"))
-SMALL = {"selection": {"silhouette_sample": 1500}, "quality": {"bootstrap_rounds": 2, "bootstrap_sample": 1500}}
-DAYS_ES = ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"]
-FORMULA_IDS = ["=1+1", "+34600111222", "-2", "@SUM(A1)"]
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory, dask_client):
     """A real `run` (month 2026-11) then `update` (2026-12) into one output folder; text Ids."""
-    root = tmp_path_factory.mktemp("view")
-    ms.generate(3000, root / "gen.csv", seed=21)
-    users = pd.read_csv(root / "gen.csv")
-    users["Id"] = "U" + users["Id"].astype(str)
-    users.loc[:len(FORMULA_IDS) - 1, "Id"] = FORMULA_IDS
-    users.to_csv(root / "m1.csv", index=False)
-    nxt = users.copy()
-    rng = np.random.default_rng(3)
-    changed = rng.random(len(nxt)) < 0.3
-    nxt.loc[changed, "send"] = nxt.loc[changed, "send"] + rng.integers(1, 6, changed.sum())
-    nxt.loc[changed, "Total"] = nxt.loc[changed, "Total"] + 1
-    nxt.to_csv(root / "m2.csv", index=False)
-    out, data = root / "Resultados", root / "data"
-    ms.run(root / "m1.csv", out=out, data_dir=data, month="2026-11", k=4, seed=4, config=SMALL, client=dask_client)
-    ms.update(root / "m2.csv", out=out, data_dir=data, month="2026-12", config=SMALL, client=dask_client)
-    return out
+    return publish(tmp_path_factory.mktemp("view"), dask_client)
 
 
 @pytest.fixture(scope="module")
@@ -123,31 +111,6 @@ def test_english_pages(published):
 
 
 # ---------------------------------------------------------------- filters
-def _pandas_filter(df: pd.DataFrame, *, cluster=None, levels=None, kinds=None, sil=None, buyer=None, days=None,
-                   hours=None) -> pd.DataFrame:
-    """The same conditions written directly on the user table (the advice's rounding of weekday and hour)."""
-    keep = pd.Series(True, index=df.index)
-    if cluster is not None:
-        keep &= df["cluster"] == cluster
-    if levels:
-        keep &= df["nivel"].astype(str).isin(levels)
-    if kinds:
-        text = df["recomendacion"].astype(str)
-        kind = text.str.split("; ").str[0].str.split(" \\(").str[0].str.split(": ").str[0].str.rstrip(".")
-        keep &= kind.isin(kinds)
-    if sil is not None:
-        keep &= df["silhouette_score"].between(*sil)
-    if buyer is not None:
-        keep &= df["Comprador"] == int(buyer)
-    day = np.clip(np.floor(df["day_of_week"] + 0.5), 0, 6).astype(int)
-    hour = (np.floor(df["hour"] + 0.5) % 24).astype(int)
-    if days:
-        keep &= day.isin(days)
-    if hours is not None:
-        keep &= hour.between(*hours)
-    return df[keep]
-
-
 def test_segment_page_filters_equal_a_pandas_filter(published, frame):
     at = _go(_app(published), "segment")
     cluster = int(frame["cluster"].value_counts().idxmax())
@@ -157,7 +120,7 @@ def test_segment_page_filters_equal_a_pandas_filter(published, frame):
     at.slider(key="seg_hours").set_value((14, 21)).run()
     at.slider(key="seg_sil").set_value((0.1, 0.9)).run()
     assert not at.exception
-    expected = _pandas_filter(frame, cluster=cluster, buyer=False, days=[1, 2, 4], hours=(14, 21), sil=(0.1, 0.9))
+    expected = pandas_filter(frame, cluster=cluster, buyer=False, days=[1, 2, 4], hours=(14, 21), sil=(0.1, 0.9))
     assert 50 < len(expected) < len(frame)
     assert f"{_es_int(len(expected))} usuarios coinciden" in [m.value for m in at.markdown]
     shown = at.dataframe[0].value
@@ -193,7 +156,7 @@ def test_segment_page_profile_action_and_reason(published):
 def test_query_filters_equal_pandas(published, frame, case):
     results = q.open_results(published)
     filters = q.Filters(**case)
-    expected = _pandas_filter(frame, levels=case.get("levels"), sil=case.get("silhouette"), buyer=case.get("buyer"),
+    expected = pandas_filter(frame, levels=case.get("levels"), sil=case.get("silhouette"), buyer=case.get("buyer"),
                               days=case.get("days"), hours=case.get("hours"))
     if "clusters" in case:
         expected = expected[expected["cluster"].isin(case["clusters"])]
@@ -207,7 +170,7 @@ def test_advice_filter_equals_pandas(published, frame):
     assert len(kinds) < 12  # ~500 texts grouped into a few actions
     pick = sorted(kinds)[:2]
     filters = q.from_params(results, {"advice": "|".join(pick)})
-    expected = _pandas_filter(frame, kinds=pick)
+    expected = pandas_filter(frame, kinds=pick)
     assert q.count(results, filters) == len(expected) > 0
 
 
@@ -240,19 +203,6 @@ def test_unknown_id_says_so(published):
 
 
 # ---------------------------------------------------------------- export
-def _expected_csv(rows: pd.DataFrame, excel: bool) -> bytes:
-    def safe(text: str) -> str:
-        return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-    day = np.clip(np.floor(rows["day_of_week"] + 0.5), 0, 6).astype(int)
-    hour = (np.floor(rows["hour"] + 0.5) % 24).astype(int)
-    table = pd.DataFrame({"Id": rows["Id"].map(safe), "segmento": rows["segmento"].astype(str).map(safe),
-                          "recomendacion": rows["recomendacion"].astype(str).map(safe),
-                          "mejor_momento": [f"{DAYS_ES[d]} {h:02d}:00" for d, h in zip(day, hour)]})
-    text = table.to_csv(sep=";" if excel else ",", index=False, lineterminator="\r\n")
-    return ("\ufeff" if excel else "").encode("utf-8") + text.encode("utf-8")
-
-
 async def _body(response) -> bytes:
     return b"".join([chunk async for chunk in response.body_iterator])
 
@@ -267,7 +217,7 @@ def test_export_link_downloads_exactly_the_expected_users(published, frame, exce
     at.radio(key="exp_buyer").set_value("Sí").run()
     if not excel:
         at.checkbox(key="exp_excel").uncheck().run()
-    expected = _pandas_filter(frame, buyer=True)
+    expected = pandas_filter(frame, buyer=True)
     expected = expected[expected["cluster"].isin(clusters)]
     assert f"{_es_int(len(expected))} usuarios coinciden" in [m.value for m in at.markdown]
     link = at.get("link_button")[0].proto.url
@@ -276,14 +226,14 @@ def test_export_link_downloads_exactly_the_expected_users(published, frame, exce
     response = export_response(str(published), params)
     assert response.status_code == 200 and "attachment" in response.headers["content-disposition"]
     body = asyncio.run(_body(response))
-    assert body == _expected_csv(expected, excel)
+    assert body == expected_csv(expected, excel)
     assert body.startswith(b"\xef\xbb\xbfId;segmento;") if excel else body.startswith(b"Id,segmento,")
 
 
 def test_export_neutralises_formula_looking_ids(published, frame):
     results = q.open_results(published)
     body = b"".join(q.export_csv(results, lang="es", excel=True, batch_rows=700)).decode("utf-8-sig")
-    assert body.encode("utf-8") == _expected_csv(frame, True)[3:]  # several batches, same bytes
+    assert body.encode("utf-8") == expected_csv(frame, True)[3:]  # several batches, same bytes
     lines = body.split("\r\n")
     assert len(lines) == len(frame) + 2 and lines[-1] == ""
     for formula in FORMULA_IDS:

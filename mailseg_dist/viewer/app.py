@@ -18,7 +18,7 @@ import streamlit as st
 from mailseg_dist.core.errors import MailsegError
 from mailseg_dist.segments.texts import WEEKDAYS
 from mailseg_dist.viewer import queries as q
-from mailseg_dist.viewer.texts import PERCENT, T, num, pct
+from mailseg_dist.viewer.texts import PERCENT, T, missing, num, pct
 
 PAGE_SIZE = 50
 PAGES = ("overview", "segment", "user", "export", "months")
@@ -45,7 +45,7 @@ def _count(base: str, version: str | None, params: tuple, _results, _filters) ->
 
 
 def _stability_reading(value, t) -> str:
-    if value is None or value != value:
+    if missing(value):
         return "–"
     return t["stab_read"]["high" if value > 0.85 else "mid" if value >= 0.6 else "low"]
 
@@ -54,9 +54,9 @@ def _metric_text(key: str, value, lang: str) -> str:
     if key in PERCENT:
         return pct(value, lang)
     if key == "typical_hour":
-        return "–" if value is None or value != value else f"{int(value)}:00"
+        return "–" if missing(value) else f"{int(value)}:00"
     if key == "typical_day":
-        return "–" if value is None or value != value else WEEKDAYS[lang][int(value)]
+        return "–" if missing(value) else WEEKDAYS[lang][int(value)]
     return num(value, 2, lang)
 
 

@@ -18,8 +18,8 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -473,7 +473,6 @@ def transitions(results: Results, month_from: str, month_to: str) -> pd.DataFram
     """Users present in both months, counted by (segment then, segment now): who moved where.
 
     Reads only (Id, cluster) of each month's meses/<month>/usuarios/."""
-    import pyarrow as pa
 
     def clusters(month):
         folder = results.root / MONTHS_SUBDIR / month / USERS_SUBDIR

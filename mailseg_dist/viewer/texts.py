@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 T = {
     "es": {
         "title": "Segmentos de usuarios de mailing", "pages": {
@@ -103,7 +105,7 @@ def num(value, digits: int, lang: str) -> str:
         value = float(value)
     except (TypeError, ValueError):
         return "–"
-    if value != value:
+    if math.isnan(value):
         return "–"
     text = f"{value:,.{digits}f}"
     return text.translate(str.maketrans(",.", ".,")) if lang == "es" else text
@@ -114,3 +116,11 @@ def pct(value, lang: str, digits: int = 1) -> str:
         return num(100 * float(value), digits, lang) + " %"
     except (TypeError, ValueError):
         return "–"
+
+
+def missing(value) -> bool:
+    """None or NaN."""
+    try:
+        return value is None or math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
