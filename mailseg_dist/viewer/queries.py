@@ -435,6 +435,7 @@ def export_csv(results: Results, filters: Filters = Filters(), *, lang: str = "e
     """
     sep = ";" if excel else ","
     days = WEEKDAYS["es" if lang == "es" else "en"]
+    when = np.array([f"{days[k // 24]} {k % 24:02d}:00" for k in range(7 * 24)], dtype=object)
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=sep, lineterminator="\r\n")
     writer.writerow(EXPORT_HEADERS["es" if lang == "es" else "en"])
@@ -447,15 +448,25 @@ def export_csv(results: Results, filters: Filters = Filters(), *, lang: str = "e
             continue
         buffer.seek(0)
         buffer.truncate()
-        frame = batch.to_pandas()
-        text_ids = not pd.api.types.is_numeric_dtype(frame[ID])
-        ids = frame[ID].astype(str).map(neutralise) if text_ids else frame[ID].astype(str)
-        day = np.clip(np.floor(frame["day_of_week"].to_numpy(dtype=float) + 0.5), 0, 6).astype(int)
-        hour = (np.floor(frame["hour"].to_numpy(dtype=float) + 0.5) % 24).astype(int)
-        when = [f"{days[d]} {h:02d}:00" for d, h in zip(day, hour)]
-        writer.writerows(zip(ids, frame["segmento"].astype(str).map(neutralise),
-                             frame["recomendacion"].astype(str).map(neutralise), when))
+        day = np.clip(np.floor(batch.column("day_of_week").to_numpy(zero_copy_only=False) + 0.5), 0, 6)
+        hour = np.floor(batch.column("hour").to_numpy(zero_copy_only=False) + 0.5) % 24
+        writer.writerows(zip(_texts(batch.column(ID)), _texts(batch.column("segmento")),
+                             _texts(batch.column("recomendacion")), when[(day * 24 + hour).astype(np.int64)]))
         yield buffer.getvalue().encode("utf-8")
+
+
+def _texts(column) -> list:
+    """A column's values as CSV text, formula-looking text neutralised; a dictionary column is neutralised once
+    per distinct value, numbers as Python prints them."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        values = np.array([None if v is None else neutralise(str(v)) for v in column.dictionary.to_pylist()],
+                          dtype=object)
+        return values[column.indices.to_numpy(zero_copy_only=False)].tolist()
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return [None if v is None else neutralise(v) for v in column.to_pylist()]
+    return [str(v) for v in column.to_pylist()]
 
 
 # ---------------------------------------------------------------- months
