@@ -125,13 +125,14 @@ def test_segment_page_filters_equal_a_pandas_filter(published, frame):
     assert f"{_es_int(len(expected))} usuarios coinciden" in [m.value for m in at.markdown]
     shown = at.dataframe[0].value
     assert list(shown["Id"]) == list(expected["Id"].head(50))
+    assert set(shown["Segmento"]) == set(expected["segmento"].astype(str)) and set(shown["Comprador"]) == {"No"}
     # page 2, sorted by silhouette, highest first
     at.selectbox(key="seg_sort").set_value("silhouette_score").run()
     at.checkbox(key="seg_desc").check().run()
     at.number_input(key="seg_page").set_value(2).run()
     ranked = expected.sort_values(["silhouette_score", "Id"], ascending=[False, True])
     assert list(at.dataframe[0].value["Id"]) == list(ranked["Id"].iloc[50:100])
-    assert at.dataframe[0].value["silhouette_score"].is_monotonic_decreasing
+    assert at.dataframe[0].value["Silueta"].is_monotonic_decreasing
 
 
 def test_segment_page_profile_action_and_reason(published):
@@ -185,7 +186,7 @@ def test_id_search_finds_the_user_and_their_segment(published, frame, typed):
         return
     row = row.iloc[0]
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Segmento"] == row["segmento"]
+    assert f"**Segmento:** {row['segmento']} (nivel {row['nivel']})" in [m.value for m in at.markdown]
     day = int(np.clip(math.floor(row["day_of_week"] + 0.5), 0, 6))
     hour = int(math.floor(row["hour"] + 0.5) % 24)
     assert metrics["Mejor momento de envío"] == f"{DAYS_ES[day]} {hour:02d}:00"
@@ -349,3 +350,42 @@ def test_the_server_command_binds_loopback_and_runs_the_packaged_server():
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.port") + 1] == "8123"
     assert cmd[cmd.index("--") + 1:] == ["--out", "/data/Resultados", "--lang", "en"]
+
+
+# ---------------------------------------------------------------- several part files, as a cluster writes them
+@pytest.fixture(scope="module")
+def multipart(published, tmp_path_factory):
+    """The published folder with usuarios/ split into 3 part files, each with its own text dictionaries."""
+    import shutil
+
+    import pyarrow as pa
+
+    folder = tmp_path_factory.mktemp("multipart") / "Resultados"
+    shutil.copytree(published, folder, ignore=shutil.ignore_patterns(USERS_SUBDIR, "modelos", MONTHS_SUBDIR))
+    whole = pq.read_table(published / USERS_SUBDIR)
+    (folder / USERS_SUBDIR).mkdir()
+    for i, (start, length) in enumerate(((0, 1000), (1000, 1100), (2100, len(whole) - 2100))):
+        part = whole.slice(start, length)
+        part = pa.table({name: (part[name].cast(pa.string()).dictionary_encode()
+                                if pa.types.is_dictionary(part[name].type) else part[name])
+                         for name in part.column_names})
+        pq.write_table(part, folder / USERS_SUBDIR / f"part-{i:05d}.parquet")
+    parts = [pq.read_table(p)["segmento"].chunk(0).dictionary.to_pylist()
+             for p in sorted((folder / USERS_SUBDIR).iterdir())]
+    assert len({tuple(d) for d in parts}) > 1  # the dictionaries differ between parts
+    return folder
+
+
+def test_several_parts_with_their_own_dictionaries(multipart, frame):
+    results = q.open_results(multipart)
+    filters = q.Filters(buyer=False, hours=(12, 22))
+    expected = pandas_filter(frame, buyer=False, hours=(12, 22))
+    assert q.count(results, filters) == len(expected)
+    ranked = expected.sort_values(["silhouette_score", "Id"], ascending=[False, True])
+    page = q.page(results, filters, offset=50, limit=50, sort_by="silhouette_score", descending=True)
+    assert list(page["Id"]) == list(ranked["Id"].iloc[50:100])
+    assert list(page["segmento"].astype(str)) == list(ranked["segmento"].astype(str).iloc[50:100])
+    assert b"".join(q.export_csv(results, filters, excel=True, batch_rows=400)) == expected_csv(expected, True)
+    kinds = q.advice_kinds(results)
+    assert sum(len(v) for v in kinds.values()) == frame["recomendacion"].astype(str).nunique()
+    assert q.find_user(results, "=1+1")["segmento"] == frame.set_index("Id").loc["=1+1", "segmento"]

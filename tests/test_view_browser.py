@@ -34,9 +34,9 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)", allow_module_level=True)
 pytest.importorskip("streamlit")
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
 
 
 def _free_port() -> int:
@@ -148,6 +148,7 @@ def test_overview_search_export_and_months_in_a_real_browser(server, browser, pu
     target = segments[0]
     pick = browser.find_element(By.XPATH, "//div[@data-testid='stMultiSelect']//input")
     pick.send_keys(target["nombre"], Keys.ENTER)
+    pick.send_keys(Keys.ESCAPE)  # close the list before the screenshot
     expected = users[users["cluster"] == target["cluster"]]
     n = f"{len(expected):,}".replace(",", ".")
     _wait_text(browser, f"Descargar CSV ({n} usuarios)")

@@ -98,12 +98,14 @@ def filter_widgets(results: q.Results, t: dict, lang: str, key: str, levels: boo
     kinds_map = _advice_kinds(str(results.base), results.version, results.month, results)
     with st.expander(t["filters"], expanded=True):
         c1, c2 = st.columns(2)
-        chosen_levels = c1.multiselect(t["level"], ["Alta", "Baja"], key=f"{key}_levels") if levels else []
-        kinds = c2.multiselect(t["advice"], list(kinds_map), key=f"{key}_advice")
+        chosen_levels = c1.multiselect(t["level"], ["Alta", "Baja"], key=f"{key}_levels",
+                                                    placeholder=t["choose"]) if levels else []
+        kinds = c2.multiselect(t["advice"], list(kinds_map), key=f"{key}_advice", placeholder=t["choose"])
         c1, c2, c3 = st.columns(3)
         sil = c1.slider(t["sil_range"], -1.0, 1.0, (-1.0, 1.0), 0.05, key=f"{key}_sil")
         buyer = c2.radio(t["buyer"], t["buyer_opts"], horizontal=True, key=f"{key}_buyer")
-        days = c3.multiselect(t["days"], list(range(7)), format_func=lambda d: WEEKDAYS[lang][d], key=f"{key}_days")
+        days = c3.multiselect(t["days"], list(range(7)), format_func=lambda d: WEEKDAYS[lang][d], key=f"{key}_days",
+                             placeholder=t["choose"])
         hours = st.slider(t["hours"], 0, 23, (0, 23), key=f"{key}_hours")
     texts = tuple(x for k in kinds for x in kinds_map[k]) or None
     filters = q.Filters(levels=tuple(chosen_levels) or None, recommendations=texts,
@@ -142,15 +144,29 @@ def segment_page(results: q.Results, t: dict, lang: str) -> None:
     sortable = [c for c in q.SORTABLE if c in results.users().schema.names]
     c1, c2, c3 = st.columns([2, 1, 1])
     sort_by = c1.selectbox(t["sort"], [None, *sortable], key="seg_sort",
-                           format_func=lambda c: t["no_sort"] if c is None else c)
+                           format_func=lambda c: t["no_sort"] if c is None else t["columns"].get(c, c))
     desc = c2.checkbox(t["desc"], key="seg_desc")
     pages = max(1, -(-total // PAGE_SIZE))
     number = c3.number_input(t["page"], 1, pages, 1, key="seg_page")
     st.caption(t["page_of"].format(p=number, n=pages))
     frame = q.page(results, filters, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE, sort_by=sort_by,
                    descending=desc)
-    st.dataframe(frame, hide_index=True, width="stretch")
+    st.dataframe(_shown(frame, t, lang), hide_index=True, width="stretch")
     _export_link(results, filters, kinds, t, total, "seg")
+
+
+def _shown(frame: pd.DataFrame, t: dict, lang: str) -> pd.DataFrame:
+    """A page of users as a marketer reads it: best send time instead of mean hour and weekday, own words."""
+    out = frame.copy()
+    if {"day_of_week", "hour"} <= set(out.columns):
+        best = [q.best_time(d, h) for d, h in zip(out["day_of_week"], out["hour"])]
+        out.insert(3, "best_time", [f"{WEEKDAYS[lang][d]} {h:02d}:00" for d, h in best])
+        out = out.drop(columns=["day_of_week", "hour"])
+    if "Comprador" in out.columns:
+        out["Comprador"] = out["Comprador"].map({1: t["yes"], 0: t["no"]})
+    if "silhouette_score" in out.columns:
+        out["silhouette_score"] = out["silhouette_score"].round(3)
+    return out.drop(columns=["cluster"], errors="ignore").rename(columns=t["columns"])
 
 
 def user_page(results: q.Results, t: dict, lang: str) -> None:
@@ -164,25 +180,28 @@ def user_page(results: q.Results, t: dict, lang: str) -> None:
         return
     day, hour = user["best_time"]
     st.subheader(t["found"].format(id=user["Id"]))
-    c1, c2, c3 = st.columns(3)
-    c1.metric(t["segment"], user["segmento"], user["nivel"], delta_color="off")
-    c2.metric(t["best_time"], f"{WEEKDAYS[lang][day]} {hour:02d}:00")
-    c3.metric(t["user_sil"], num(user["silhouette_score"], 3, lang))
+    st.markdown(f"**{t['segment']}:** {user['segmento']} ({t['level'].lower()} {user['nivel']})")
+    c1, c2 = st.columns(2)
+    c1.metric(t["best_time"], f"{WEEKDAYS[lang][day]} {hour:02d}:00")
+    c2.metric(t["user_sil"], num(user["silhouette_score"], 3, lang))
     st.markdown(f"**{t['advice']}:** {user['recomendacion']}")
     if user["distance"] is None:
         st.markdown(f"**{t['distance']}:** {t['distance_none']}")
     else:
         st.markdown(f"**{t['distance']}:** {num(user['distance'], 2, lang)} "
                     f"({t['distance_note'].format(other=num(user['distance_other'], 2, lang))})")
-    shown = {k: v for k, v in user.items() if k not in ("best_time", "distance", "distance_other", "pca1", "pca2")}
-    st.table(pd.DataFrame({"": list(shown), " ": [str(v) for v in shown.values()]}).set_index(""))
+    skip = ("Id", "best_time", "distance", "distance_other", "pca1", "pca2", "segmento", "nivel", "recomendacion",
+            "silhouette_score", "cluster")
+    shown = {t["columns"].get(k, k): (num(v, 2, lang) if isinstance(v, float) else str(v))
+             for k, v in user.items() if k not in skip}
+    st.table(pd.DataFrame({"": list(shown), " ": list(shown.values())}).set_index(""))
 
 
 def export_page(results: q.Results, t: dict, lang: str) -> None:
     st.header(t["pages"]["export"])
     st.markdown(t["export_intro"])
     table = results.segments()
-    picked = st.multiselect(t["export_segments"], table.index.tolist(), key="exp_segments",
+    picked = st.multiselect(t["export_segments"], table.index.tolist(), key="exp_segments", placeholder=t["choose"],
                             format_func=lambda c: str(table.loc[c, "nombre"]))
     filters, kinds = filter_widgets(results, t, lang, "exp")
     filters = q.Filters(**{**filters.__dict__, "clusters": tuple(int(c) for c in picked) or None})
@@ -213,6 +232,7 @@ def months_page(results: q.Results, root: q.Results, t: dict, lang: str) -> None
     if not shares.empty:
         st.subheader(t["shares"])
         wide = shares.pivot_table(index="month", columns="name", values="share", aggfunc="last")
+        wide.index.name, wide.columns.name = t["month"], None
         st.line_chart(wide)
         st.table(wide.map(lambda v: pct(v, lang)))
     if len(months) >= 2:
@@ -227,6 +247,7 @@ def months_page(results: q.Results, root: q.Results, t: dict, lang: str) -> None
         st.caption(t["moves_help"].format(a=frm, b=to))
         if not matrix.empty:
             shown = matrix.rename(index=lambda c: names.get(c, c), columns=lambda c: names.get(c, c))
+            shown.index.name, shown.columns.name = t["segment_then"].format(m=frm), None
             st.table(shown.map(lambda v: num(v, 0, lang)))
             moved = matrix.where(matrix.index.to_numpy()[:, None] != matrix.columns.to_numpy()[None, :], 0).stack()
             big_a, big_b = moved.idxmax() if len(moved) else (matrix.index[0], matrix.columns[0])

@@ -21,6 +21,7 @@ def command(out: str, port: int, host: str, lang: str) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(SERVER), "--server.address", host,
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--global.developmentMode", "false",
+            "--client.toolbarMode", "viewer",
             "--", "--out", out, "--lang", lang]
 
 

@@ -1,12 +1,13 @@
 """Read-only queries over an output folder, for `mailseg view` and for Python users.
 
-Everything here reads; nothing writes. Per-user results (``usuarios/``, one
-Parquet part per worker) are queried with a pyarrow dataset: the filter is
-pushed into the scan (row groups whose statistics exclude it are skipped) and
-only the columns a query needs are decoded, so a page, a filter count or an Id
-lookup at 10M users reads a few columns, never the whole table. The audience
-export is a generator of CSV byte chunks, one record batch at a time, so a
-10M-user folder is never held in memory.
+Everything here reads; nothing writes. Counts, pages and Id lookups over the per-user results
+(``usuarios/``, one Parquet part per worker) run in DuckDB: the filter is pushed into the Parquet scan
+(row groups whose statistics exclude it are skipped), only the filter and sort columns are read in full,
+and a page's other columns only for its rows, so at 10M users a page, a filtered count or an Id lookup
+never reads the whole table. The audience export and the filter choices use a pyarrow dataset with the
+same filter as an expression (predicate and column pushdown), streamed one record batch at a time, so a
+10M-user folder is never held in memory. `Filters.sql` and `Filters.expression` state one filter twice;
+the tests hold both to a pandas filter of the same users.
 
 A folder is *published* when its ``run_summary.json`` exists (the job writes
 it last); anything else is refused with `NotPublished`, one line saying why.
@@ -84,6 +85,7 @@ class Results:
     summary: dict
     version: str | None = None
     _users: object = field(default=None, repr=False)
+    _db: object = field(default=None, repr=False)
 
     @property
     def month(self) -> str | None:
@@ -112,6 +114,24 @@ class Results:
                 raise NotPublished(f"{folder}: per-user results not found")
             self._users = _dataset(folder)
         return self._users
+
+    def sql(self):
+        """(DuckDB cursor, FROM clause) over the per-user results: the Parquet files the dataset lists, read by
+        DuckDB itself (local; filter pushdown and late materialisation of the other columns), or the pyarrow
+        dataset handed to DuckDB (object store). A cursor per call: Streamlit serves sessions on threads."""
+        import duckdb
+
+        data = self.users()
+        if self._db is None:
+            db = duckdb.connect(config={"threads": 2, "memory_limit": "512MB", "preserve_insertion_order": True})
+            if is_remote(self.base):
+                db.register("usuarios", data)
+            self._db = db
+        cursor = self._db.cursor()
+        if is_remote(self.base):
+            return cursor, "usuarios"
+        files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in data.files)
+        return cursor, f"read_parquet([{files}])"
 
     def months(self) -> list[dict]:
         """Every month kept under meses/ with the version that wrote it, oldest first."""
@@ -210,6 +230,41 @@ class Filters:
             expr = part if expr is None else expr & part
         return expr
 
+    def sql(self) -> tuple[str, list]:
+        """The same filter as a SQL WHERE condition with its parameters ("TRUE", [] for all users)."""
+        parts, params = [], []
+
+        def among(column: str, values) -> None:
+            parts.append(f'"{column}" IN ({", ".join("?" * len(values))})')
+            params.extend(values)
+
+        if self.clusters:
+            among("cluster", [int(c) for c in self.clusters])
+        if self.levels:
+            among("nivel", list(self.levels))
+        if self.recommendations:
+            among("recomendacion", list(self.recommendations))
+        if self.silhouette is not None:
+            parts.append('"silhouette_score" BETWEEN ? AND ?')
+            params += [float(self.silhouette[0]), float(self.silhouette[1])]
+        if self.buyer is not None:
+            parts.append('"Comprador" = ?')
+            params.append(1 if self.buyer else 0)
+        if self.days:
+            days = []
+            for day in sorted({int(d) for d in self.days}):
+                low = None if day == 0 else f'"day_of_week" >= {day - 0.5!r}'
+                high = None if day == 6 else f'"day_of_week" < {day + 0.5!r}'
+                days.append(" AND ".join(c for c in (low, high) if c) or "TRUE")
+            parts.append("(" + " OR ".join(f"({d})" for d in days) + ")")
+        if self.hours is not None:
+            first, last = int(self.hours[0]), int(self.hours[1])
+            if not (0 <= first <= last <= 23):
+                raise UsageError(f"hours expected 0 <= first <= last <= 23, found {first}-{last}")
+            inside = f'("hour" >= {first - 0.5!r} AND "hour" < {last + 0.5!r})'
+            parts.append(f'({inside} OR "hour" >= 23.5)' if first == 0 else inside)
+        return (" AND ".join(parts) or "TRUE"), params
+
 
 def _any(exprs):
     out = exprs[0]
@@ -242,55 +297,25 @@ def _hours_between(first: int, last: int):
 
 def count(results: Results, filters: Filters = Filters()) -> int:
     """Users matching `filters`."""
-    return results.users().count_rows(filter=filters.expression())
+    cursor, source = results.sql()
+    where, params = filters.sql()
+    return int(cursor.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0])
 
 
 def page(results: Results, filters: Filters = Filters(), *, offset: int = 0, limit: int = 50,
          sort_by: str | None = None, descending: bool = False, columns: list[str] | None = None) -> pd.DataFrame:
-    """One page of users (rows offset..offset+limit of the filtered, optionally sorted users).
-
-    Unsorted: the scan stops once the page is filled. Sorted: one pass reads only (Id, sort column) of the
-    matching users and keeps the top offset+limit, a second fetches the page's other columns by Id.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    data = results.users()
-    columns = [c for c in (columns or PAGE_COLUMNS) if c in data.schema.names]
-    expr = filters.expression()
-    if sort_by is None:
-        return _first_rows(data.scanner(columns=columns, filter=expr, batch_size=BATCH_ROWS), offset, limit)
-    if sort_by not in data.schema.names:
+    """One page of users: rows offset..offset+limit of the filtered users, in the folder's order or sorted
+    (ties by Id). DuckDB reads the filter and sort columns, and the page's other columns only where needed."""
+    names = results.users().schema.names
+    columns = [c for c in (columns or PAGE_COLUMNS) if c in names]
+    if sort_by is not None and sort_by not in names:
         raise UsageError(f"sort_by expected one of {', '.join(SORTABLE)}, found {sort_by!r}")
-    keys = data.to_table(columns=list(dict.fromkeys([ID, sort_by])), filter=expr)
-    order = "descending" if descending else "ascending"
-    top = pc.select_k_unstable(keys, k=min(offset + limit, keys.num_rows), sort_keys=[(sort_by, order), (ID, "ascending")])
-    wanted = keys.take(top).slice(offset, limit)
-    if wanted.num_rows == 0:
-        return data.schema.empty_table().select(columns).to_pandas()
-    found = data.to_table(columns=columns, filter=pc.field(ID).isin(wanted[ID]) if expr is None
-                          else expr & pc.field(ID).isin(wanted[ID]))
-    rank = pa.table({ID: wanted[ID], "__rank": pa.array(np.arange(wanted.num_rows))})
-    return (found.join(rank, ID).sort_by("__rank").drop_columns(["__rank"]).select(columns).to_pandas())
-
-
-def _first_rows(scanner, offset: int, limit: int) -> pd.DataFrame:
-    import pyarrow as pa
-
-    batches, skipped, kept = [], 0, 0
-    for batch in scanner.to_batches():
-        if skipped + batch.num_rows <= offset:
-            skipped += batch.num_rows
-            continue
-        start = max(0, offset - skipped)
-        skipped += start
-        take = batch.slice(start, limit - kept)
-        batches.append(take)
-        kept += take.num_rows
-        skipped += batch.num_rows - start
-        if kept >= limit:
-            break
-    return pa.Table.from_batches(batches, schema=scanner.projected_schema).to_pandas()
+    cursor, source = results.sql()
+    where, params = filters.sql()
+    order = "" if sort_by is None else f' ORDER BY "{sort_by}" {"DESC" if descending else "ASC"}, "{ID}" ASC'
+    select = ", ".join(f'"{c}"' for c in columns)
+    query = f"SELECT {select} FROM {source} WHERE {where}{order} LIMIT ? OFFSET ?"
+    return cursor.execute(query, [*params, int(limit), int(offset)]).df()
 
 
 def distinct(results: Results, column: str) -> list:
@@ -370,25 +395,19 @@ def from_params(results: Results, params) -> Filters:
 def find_user(results: Results, user_id) -> dict | None:
     """The user with this Id (text as typed, matched against the Id column's type), or None."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    data = results.users()
-    kind = data.schema.field(ID).type
+    kind = results.users().schema.field(ID).type
     value = str(user_id).strip()
-    if pa.types.is_integer(kind):
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         try:
-            value = int(value)
+            value = int(value) if pa.types.is_integer(kind) else float(value)
         except ValueError:
             return None
-    elif pa.types.is_floating(kind):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    found = data.to_table(filter=pc.field(ID) == value).to_pylist()
-    if not found:
+    cursor, source = results.sql()
+    found = cursor.execute(f'SELECT * FROM {source} WHERE "{ID}" = ? LIMIT 1', [value]).df()
+    if found.empty:
         return None
-    row = found[0]
+    row = {k: (v.item() if hasattr(v, "item") else v) for k, v in found.iloc[0].to_dict().items()}
     row["best_time"] = best_time(row["day_of_week"], row["hour"])
     row.update(centre_distance(results, row))
     return row
