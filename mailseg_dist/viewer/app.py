@@ -44,6 +44,11 @@ def _count(base: str, version: str | None, params: tuple, _results, _filters) ->
     return q.count(_results, _filters)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _page(base: str, version: str | None, params: tuple, offset: int, sort_by, desc: bool, _results, _filters):
+    return q.page(_results, _filters, offset=offset, limit=PAGE_SIZE, sort_by=sort_by, descending=desc)
+
+
 def _stability_reading(value, t) -> str:
     if missing(value):
         return "–"
@@ -149,8 +154,8 @@ def segment_page(results: q.Results, t: dict, lang: str) -> None:
     pages = max(1, -(-total // PAGE_SIZE))
     number = c3.number_input(t["page"], 1, pages, 1, key="seg_page")
     st.caption(t["page_of"].format(p=number, n=pages))
-    frame = q.page(results, filters, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE, sort_by=sort_by,
-                   descending=desc)
+    frame = _page(str(results.base), results.version, _key(filters, kinds), (number - 1) * PAGE_SIZE, sort_by, desc,
+                  results, filters)
     st.dataframe(_shown(frame, t, lang), hide_index=True, width="stretch")
     _export_link(results, filters, kinds, t, total, "seg")
 

@@ -319,12 +319,11 @@ def page(results: Results, filters: Filters = Filters(), *, offset: int = 0, lim
 
 
 def distinct(results: Results, column: str) -> list:
-    """The distinct values of a (dictionary-encoded text) column, sorted: the choices of a filter."""
-    import pyarrow.compute as pc
-
-    col = results.users().to_table(columns=[column])[column]
-    values = pc.unique(col.combine_chunks().dictionary if hasattr(col.type, "value_type") else col)
-    return sorted(v for v in values.to_pylist() if v is not None)
+    """The distinct values of a column, sorted: the choices of a filter."""
+    if column not in results.users().schema.names:
+        raise UsageError(f"{column}: no such column in the per-user results")
+    cursor, source = results.sql()
+    return sorted(v for (v,) in cursor.execute(f'SELECT DISTINCT "{column}" FROM {source}').fetchall() if v is not None)
 
 
 def advice_kind(text: str) -> str:
