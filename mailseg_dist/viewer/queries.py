@@ -461,7 +461,10 @@ def export_csv(results: Results, filters: Filters = Filters(), *, lang: str = "e
     yield (b"\xef\xbb\xbf" + head) if excel else head
     data = results.users()
     columns = [ID, "segmento", "recomendacion", "day_of_week", "hour"]
-    for batch in data.scanner(columns=columns, filter=filters.expression(), batch_size=batch_rows).to_batches():
+    # little read-ahead: the defaults (4 files x 16 batches in flight) held ~0.5 GB more at 10M users
+    scanner = data.scanner(columns=columns, filter=filters.expression(), batch_size=batch_rows,
+                           batch_readahead=2, fragment_readahead=1)
+    for batch in scanner.to_batches():
         if batch.num_rows == 0:
             continue
         buffer.seek(0)
