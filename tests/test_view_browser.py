@@ -117,11 +117,13 @@ def _wait_text(driver, *needles: str, timeout: float = 30) -> str:
 
 
 def _page(driver, label: str) -> None:
-    """Click a page in the sidebar's radio by its visible label."""
-    driver.find_element(By.XPATH, f"//section[@data-testid='stSidebar']//label[.//p[text()='{label}']]").click()
+    """Click a page in the sidebar's radio by its visible label (once the rerun has drawn it)."""
+    where = f"//section[@data-testid='stSidebar']//label[.//p[text()='{label}']]"
+    WebDriverWait(driver, 30, poll_frequency=0.3).until(lambda d: d.find_elements(By.XPATH, where))
+    driver.find_element(By.XPATH, where).click()
 
 
-def test_overview_search_export_and_months_in_a_real_browser(server, browser, published, tmp_path):
+def test_overview_search_export_months_and_english_in_a_real_browser(server, browser, published, tmp_path):
     segments = json.loads((published / SEGMENTS_JSON).read_text(encoding="utf-8"))["segments"]
     users = pq.read_table(published / USERS_SUBDIR).to_pandas()
     browser.get(server)
@@ -172,4 +174,12 @@ def test_overview_search_export_and_months_in_a_real_browser(server, browser, pu
     _wait_text(browser, "Proporción de cada segmento por mes", "2026-11", "2026-12", "Quién cambió de segmento")
     time.sleep(1)
     _shot(browser, tmp_path, "5-meses")
-    assert len(list(tmp_path.glob("*.png"))) == 5
+
+    _page(browser, "English")  # the language radio sits in the sidebar too
+    _page(browser, "Overview")
+    text = _wait_text(browser, "Mailing user segments", "Valid users", "Number of segments (k)",
+                      *[s["nombre"] for s in segments])
+    assert "Resumen" not in text
+    time.sleep(1.5)
+    _shot(browser, tmp_path, "6-overview-en")
+    assert len(list(tmp_path.glob("*.png"))) == 6
