@@ -389,3 +389,22 @@ def test_several_parts_with_their_own_dictionaries(multipart, frame):
     kinds = q.advice_kinds(results)
     assert sum(len(v) for v in kinds.values()) == frame["recomendacion"].astype(str).nunique()
     assert q.find_user(results, "=1+1")["segmento"] == frame.set_index("Id").loc["=1+1", "segmento"]
+
+
+# ---------------------------------------------------------------- an object store
+def test_queries_over_an_object_store_folder(published, frame, bucket):
+    """The same folder uploaded to S3 (moto): DuckDB reads the pyarrow dataset through fsspec."""
+    from store_helpers import store_fs
+
+    url = f"{bucket}/Resultados"
+    store_fs().put(str(published), url.removeprefix("s3://"), recursive=True)
+    results = q.open_results(url)
+    assert results.month == "2026-12" and results.version
+    filters = q.Filters(buyer=True, hours=(15, 20))
+    expected = pandas_filter(frame, buyer=True, hours=(15, 20))
+    assert q.count(results, filters) == len(expected)
+    assert list(q.page(results, filters, limit=40, offset=10)["Id"]) == list(expected["Id"].iloc[10:50])
+    assert q.find_user(results, "@SUM(A1)")["segmento"] == frame.set_index("Id").loc["@SUM(A1)", "segmento"]
+    assert b"".join(q.export_csv(results, filters)) == expected_csv(expected, excel=False)
+    assert [m["month"] for m in results.months()] == ["2026-11", "2026-12"]
+    assert not q.transitions(results, "2026-11", "2026-12").empty

@@ -95,7 +95,7 @@ def overview(results: q.Results, t: dict, lang: str) -> None:
         for i in range(0, len(names), 2):
             cols = st.columns(2)
             for col, name in zip(cols, names[i:i + 2]):
-                col.image(str(figures[name]), caption=t["fig_captions"].get(name, name))
+                col.image(figures[name].read_bytes(), caption=t["fig_captions"].get(name, name))  # local or store
 
 
 def filter_widgets(results: q.Results, t: dict, lang: str, key: str, levels: bool = True) -> tuple[q.Filters, list]:

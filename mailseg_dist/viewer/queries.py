@@ -123,12 +123,11 @@ class Results:
 
         data = self.users()
         if self._db is None:
-            db = duckdb.connect(config={"threads": 2, "memory_limit": "512MB", "preserve_insertion_order": True})
-            if is_remote(self.base):
-                db.register("usuarios", data)
-            self._db = db
+            self._db = duckdb.connect(config={"threads": 2, "memory_limit": "512MB",
+                                              "preserve_insertion_order": True})
         cursor = self._db.cursor()
-        if is_remote(self.base):
+        if is_remote(self.base):  # a registered object is seen by the cursor that registered it only
+            cursor.register("usuarios", data)
             return cursor, "usuarios"
         files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in data.files)
         return cursor, f"read_parquet([{files}])"
