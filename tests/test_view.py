@@ -247,6 +247,9 @@ def test_export_route_refuses_a_bad_parameter_in_one_line(published):
 
     response = export_response(str(published), {"segments": "1,x"})
     assert response.status_code == 400 and b"segments expected" in response.body
+    for month in ("../../..", "2026-11/../../x", "2027-01"):  # only a kept YYYY-MM month, nothing outside
+        response = export_response(str(published), {"month": month})
+        assert response.status_code == 400 and b"month" in response.body, month
 
 
 # ---------------------------------------------------------------- months

@@ -36,6 +36,7 @@ from mailseg_dist.core.catalog import (
     USERS_SUBDIR,
     VERSION_JSON,
     VERSIONS_SUBDIR,
+    check_month,
 )
 from mailseg_dist.core.errors import UsageError
 from mailseg_dist.core.storage import as_location, is_remote, location
@@ -158,7 +159,7 @@ class Results:
         """The same folder as it was published for `month` (that month's version), or self when current."""
         if month == self.month:
             return self
-        record = self.root / MONTHS_SUBDIR / month / VERSION_JSON
+        record = self.root / MONTHS_SUBDIR / check_month(month) / VERSION_JSON  # YYYY-MM only: no ../
         if not record.exists():
             raise NotPublished(f"{record}: month {month!r} is not kept in this folder")
         version = _read_json(record)["version"]
@@ -506,7 +507,7 @@ def transitions(results: Results, month_from: str, month_to: str) -> pd.DataFram
     Reads only (Id, cluster) of each month's meses/<month>/usuarios/."""
 
     def clusters(month):
-        folder = results.root / MONTHS_SUBDIR / month / USERS_SUBDIR
+        folder = results.root / MONTHS_SUBDIR / check_month(month) / USERS_SUBDIR
         if not folder.exists():
             raise NotPublished(f"{folder}: month {month!r} is not kept in this folder")
         return _dataset(folder).to_table(columns=[ID, "cluster"])
@@ -526,7 +527,7 @@ def movers(results: Results, month_from: str, month_to: str, cluster_from: int, 
     import pyarrow.compute as pc
 
     def ids(month, cluster):
-        folder = results.root / MONTHS_SUBDIR / month / USERS_SUBDIR
+        folder = results.root / MONTHS_SUBDIR / check_month(month) / USERS_SUBDIR
         return _dataset(folder).to_table(columns=[ID], filter=pc.field("cluster") == int(cluster))
 
     then, now = ids(month_from, cluster_from), ids(month_to, cluster_to)
