@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--lang", choices=choices("report.lang"), help="language of names and recommendations")
     score.add_argument("--trust-unverified", action="store_true",
                        help="load pickles whose hash cannot be verified (unsafe; warns)")
+    view = sub.add_parser("view", epilog=EPILOG,
+                          help="serve a local web app to browse segments, find users and export audiences")
+    view.add_argument("--out", metavar="DIR", help="output folder to show (paths.out_dir, default Resultados)")
+    view.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    view.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only)")
+    view.add_argument("--lang", choices=choices("report.lang"), help="language of the pages (default: report.lang)")
+    view.add_argument("--config", metavar="FILE", help="YAML file overriding the defaults")
+    view.add_argument("--json", action="store_true", help="print the server's summary as JSON when it stops")
+    view.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 

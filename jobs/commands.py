@@ -79,6 +79,10 @@ def rollback(args) -> dict:
     return api.rollback(args.version, out=args.out, config=args.config)
 
 
+def view(args) -> dict:
+    return api.view(args.out, port=args.port, host=args.host, lang=args.lang, config=args.config)
+
+
 def _print_versions(versions: list[dict]) -> None:
     """One line per version, the current one marked, as a person reads them."""
     if not versions:

@@ -13,7 +13,7 @@ core (errors, config, catalog, storage, atomic, client, progress, monitor)
 ← inputs (schema, readers, clean, ingest, generate, sampling)
 ← model (features, scaler, kernels, engines, quality, selection, modelling, model files)
 ← segments (profiles, recommend, texts) ← outputs (export, figures, report, publish)
-← workflows (run, score, update, job) ← api.
+← workflows (run, score, update, job) ← api and viewer (the `mailseg view` web app and its queries).
 """
 
 from mailseg_dist.core.errors import (
@@ -29,10 +29,11 @@ from mailseg_dist.core.version import __version__
 _LAZY = {"segment": "mailseg_dist.api", "run": "mailseg_dist.api", "update": "mailseg_dist.api",
          "score": "mailseg_dist.api", "ingest": "mailseg_dist.api", "generate": "mailseg_dist.api",
          "models": "mailseg_dist.api", "rollback": "mailseg_dist.api",
+         "view": "mailseg_dist.api", "open_results": "mailseg_dist.api",
          "load_config": "mailseg_dist.core.config", "Segmentation": "mailseg_dist.workflows.segmentation"}
 
 __all__ = ["segment", "Segmentation", "run", "update", "score", "ingest", "generate", "models", "rollback",
-           "load_config",
+           "view", "open_results", "load_config",
            "MailsegError", "UsageError", "ConfigError", "InputDataError", "ClusterError", "__version__"]
 
 

@@ -221,3 +221,44 @@ def generate(rows: int, out, *, format: str | None = None, seed: int | None = No
 
     seed = load_config()["default_data"]["seed"] if seed is None else seed
     return generate_file(rows, out, fmt=format, seed=seed)
+
+
+def view(out=None, *, port: int = 8501, host: str = "127.0.0.1", lang=None, config=None) -> dict:
+    """`mailseg view`: serve the local web app over an output folder until stopped (Ctrl+C).
+
+    Parameters
+    ----------
+    out : str or pathlib.Path, optional
+        The output folder of `mailseg run` (local path or store URL; default: paths.out_dir).
+    port : int
+        Port to listen on (8501).
+    host : str
+        Address to bind; 127.0.0.1 (this machine only) unless told otherwise.
+    lang : {"es", "en"}, optional
+        Language of the pages (default: report.lang).
+    config : None, str, pathlib.Path or dict
+        Settings over the defaults.
+
+    Returns
+    -------
+    dict
+        {"url", "out", "returncode"} once the server has stopped. Needs the `view` extra
+        (``pip install "mailseg[view]"``); without it, a UsageError saying so.
+    """
+    from mailseg_dist.viewer.launch import serve
+
+    cfg = _config(config)
+    folder = out if out is not None else cfg["paths"]["out_dir"]
+    return serve(folder, port=port, host=host, lang=lang or cfg["report"]["lang"])
+
+
+def open_results(out=None, *, config=None):
+    """The published output folder `out` for queries, as the viewer reads it (read-only).
+
+    Returns a `mailseg_dist.viewer.queries.Results`; with `mailseg_dist.viewer.queries`' functions (`count`,
+    `page`, `find_user`, `export_csv`, `transitions`) it answers what the viewer's pages show. A folder with no
+    run_summary.json raises a UsageError saying so.
+    """
+    from mailseg_dist.viewer.queries import open_results as opened
+
+    return opened(out if out is not None else _config(config)["paths"]["out_dir"])

@@ -1,7 +1,7 @@
 """The library's layers, checked on its source: no module imports a module of a higher layer.
 
     core (0) < inputs (1) < model (2) < segments (3) < outputs (4) < workflows (5) < the API (6:
-    mailseg_dist/__init__.py and mailseg_dist/api.py)
+    mailseg_dist/__init__.py and mailseg_dist/api.py, and viewer/, the `mailseg view` web app beside it)
 
 A module may import its own layer and any lower one. The graph is built statically
 (ast over every .py file), so an import inside a function, under TYPE_CHECKING, or
@@ -20,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "mailseg_dist"
-LAYERS = {"core": 0, "inputs": 1, "model": 2, "segments": 3, "outputs": 4, "workflows": 5}
+LAYERS = {"core": 0, "inputs": 1, "model": 2, "segments": 3, "outputs": 4, "workflows": 5, "viewer": 6}
 API_LAYER = 6
 API_MODULES = {"__init__", "api"}  # the files directly in the package: its public face
 CLI_MAY_IMPORT = ("mailseg_dist", "mailseg_dist.api", "mailseg_dist.core")

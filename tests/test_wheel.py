@@ -32,7 +32,7 @@ from mailseg_dist.core.version import __version__ as VERSION
 pytestmark = pytest.mark.slow
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("core", "inputs", "model", "model/engines", "segments", "outputs", "workflows")
+SUBPACKAGES = ("core", "inputs", "model", "model/engines", "segments", "outputs", "workflows", "viewer")
 ROWS = 3000
 BUILD_TIMEOUT = 600     # seconds: the isolated build fetches setuptools once
 INSTALL_TIMEOUT = 1800  # seconds: a cold pip cache downloads ~300 MB of wheels
@@ -190,6 +190,9 @@ def test_wheel_holds_every_subpackage_and_the_default_config_and_nothing_else(bu
     assert not [name for name in names if name.endswith((".pyc", ".csv", ".xlsx", ".parquet", ".pkl"))]
     assert f"\nVersion: {VERSION}\n" in metadata
     assert "mailseg = jobs.cli:main" in entry_points
+    # `mailseg view` runs the page script and its server from the installed package, with the `view` extra
+    assert {"mailseg_dist/viewer/app.py", "mailseg_dist/viewer/serve.py"} <= set(names)
+    assert 'Requires-Dist: streamlit>=1.67.0; extra == "view"' in metadata
 
 
 # --------------------------------------------------------------------------- the installed wheel
