@@ -175,6 +175,47 @@ def server_export(folder: Path, rows: int) -> dict:
             "server_rss_idle_mib": round(idle / 2**20, 1), "server_rss_peak_mib": round(peak[0] / 2**20, 1)}
 
 
+START, END = "<!-- bench:view:start -->", "<!-- bench:view:end -->"
+
+
+def _s(x: float) -> str:
+    return f"{x:.2f} s" if x < 10 else f"{x:.0f} s"
+
+
+def render(records: list[dict]) -> str:
+    """README's viewer table, one row per size (smallest first), from bench/results/view_<rows>.json."""
+    lines = ["| users | page | filtered count | filtered page | sorted page (filtered, p. 3; all users, p. 1) | "
+             "Id search (found; absent) | export of one segment | peak RSS | load average |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: r["rows"]):
+        t, server = r["seconds"], r.get("server")
+        export = f"{r['answers']['export_rows']:,} rows in {_s(t['export_segment'])}"
+        if server:
+            export += f"; all {server['export_all_rows']:,} over HTTP in {_s(server['export_all_http_s'])}"
+        rss = f"queries {r['peak_rss_mib']:.0f} MiB" + (f", server {server['server_rss_peak_mib']:.0f} MiB"
+                                                        if server else "")
+        lines.append(f"| {r['rows']:,} | {_s(t['page_first'])} | {_s(t['filter_count'])} | {_s(t['filter_page'])} | "
+                     f"{_s(t['filter_page_sorted_p3'])}; {_s(t['page_sorted_all_p1'])} | "
+                     f"{_s(t['search_present'])}; {_s(t['search_absent'])} | {export} | {rss} | "
+                     f"{r['load_average'][0]:.1f} |")
+    when = ", ".join(f"{r['rows']:,}: {r['when']}, median of {r['repeat']}" for r in records)
+    return "\n".join([START, *lines, "", f"({when}; {records[0]['cpus']} cores.)", END])
+
+
+def results_files() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("view_*.json"))]
+
+
+def readme_block(text: str) -> str:
+    return text[text.index(START):text.index(END) + len(END)]
+
+
+def write_readme() -> None:
+    readme = HERE.parent / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    readme.write_text(text.replace(readme_block(text), render(results_files())), encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -182,7 +223,11 @@ def main() -> None:
     parser.add_argument("--folder", help="default: bench/.work/view_<rows>")
     parser.add_argument("--server", action="store_true",
                         help="also start `mailseg view` and download the export of all users over HTTP")
+    parser.add_argument("--readme", action="store_true", help="only rewrite README.md's table from the results")
     args = parser.parse_args()
+    if args.readme:
+        write_readme()
+        return
     folder = Path(args.folder or HERE / ".work" / f"view_{args.rows}")
     if not (folder / "run_summary.json").exists():
         start = time.perf_counter()

@@ -56,3 +56,14 @@ def test_readme_update_cost_block_matches_its_results():
     assert results, "no bench/results/update_cost_*.json: run python bench/bench_update_cost.py"
     block = module.readme_block((ROOT / "README.md").read_text())
     assert block == module.render(results), "README.md's bench:update_cost block differs: run --readme"
+
+
+def test_readme_view_block_matches_its_results():
+    """README's viewer timings (issue 15) come from bench/results/view_*.json."""
+    spec = importlib.util.spec_from_file_location("bench_view", ROOT / "bench" / "bench_view.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.results_files()
+    assert results, "no bench/results/view_*.json: run python bench/bench_view.py"
+    block = module.readme_block((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert block == module.render(results), "README.md's bench:view block differs: run bench/bench_view.py --readme"
