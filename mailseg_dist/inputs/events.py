@@ -1,0 +1,182 @@
+"""The raw events layer → per-user partial sums → one users row per customer (and month), with Dask.
+
+How the work is split, and what it costs:
+1. One pass over the valid events' ids finds the duplicated event ids: `value_counts(split_out=n)`
+   is a tree reduction whose output is hash-partitioned by event id, so no worker ever holds more
+   than its share of the distinct ids; only ids seen twice or more, with the place of their first
+   copy (file, row), come back to the client (a duplicate-free log sends back nothing). The same
+   pass finds the months and the time window of the events.
+   Cost: one extra read of the id/ts columns of the raw layer (Parquet, projected) and a hash
+   aggregation of all event ids; memory is the distinct ids over n output partitions.
+2. Each raw partition turns its events into per-event indicator columns (map_partitions), and
+   `groupby(customer).agg(..., split_out=n)` sums them: per-partition partial sums per customer
+   (the chunk step), combined pairwise in a tree (split_every), hash-partitioned into n
+   partitions of users. Distinct campaigns: `groupby(customer).campaign.nunique(split_out=n)`,
+   the same kind of reduction on (customer, campaign) pairs, joined to the sums by customer.
+   The client only ever receives small summaries (counts, reasons, the duplicate ids).
+"""
+
+from __future__ import annotations
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from mailseg_dist.core.progress import compute
+from mailseg_dist.core.settings import EVENT_KINDS
+from mailseg_dist.inputs.event_read import RAW_COLUMNS
+from mailseg_dist.inputs.schema import BUYER, ID
+
+NS_PER_DAY = 86_400 * 10**9
+NO_TIME = np.iinfo(np.int64).min  # "never": the max of a user's opens when there are none
+SUMS = ["send", "open", "click", "bounce", "Total", "hour_sum", "dow_sum", "click_hour_sum"]
+LASTS = ["last_open", "last_click"]
+_KIND = {name: np.int8(i) for i, name in enumerate(EVENT_KINDS)}
+
+
+def _read_part(part: dict, text_ids: tuple[str, ...]) -> pd.DataFrame:
+    """A raw part with the id columns in the layer's common type (text when any file has a text id)."""
+    frame = pd.read_parquet(part["path"])
+    for column in text_ids:
+        frame[column] = frame[column].astype("string")
+    return frame
+
+
+def raw_events(read: list[dict]) -> dd.DataFrame:
+    """The raw layer as a Dask frame, one partition per part (file order kept: an empty file adds none)."""
+    parts = [p for result in read for p in result["parts"]]
+    text_ids = tuple(sorted({c for p in parts for c in p["text_ids"]}))
+    if not parts:
+        from mailseg_dist.core.errors import InputDataError
+
+        raise InputDataError("the event files hold no events")
+    meta = _read_part(parts[0], text_ids).iloc[:0]
+    return dd.from_map(_read_part, parts, text_ids=text_ids, meta=meta[RAW_COLUMNS], enforce_metadata=False)
+
+
+def position(frame: pd.DataFrame) -> pd.Series:
+    """An event's place in the input as one sortable number: file index, then row."""
+    return frame["file"].astype("int64") * 2**40 + frame["row"].astype("int64")
+
+
+def _first_pass_part(frame: pd.DataFrame, tz: str) -> pd.DataFrame:
+    valid = frame[frame["reason"].isna()]
+    out = pd.DataFrame({"event_id": valid["event_id"], "pos": position(valid), "ts": valid["ts"]})
+    out["month"] = local_month(valid["ts"], tz)
+    return out
+
+
+def local_times(ts: pd.Series, tz: str) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(ts.to_numpy(np.int64), utc=True)).tz_convert(tz)
+
+
+def local_month(ts: pd.Series, tz: str) -> np.ndarray:
+    """YYYYMM of each event's local date, as int64."""
+    local = local_times(ts, tz)
+    return (local.year * 100 + local.month).to_numpy(np.int64)
+
+
+def first_pass(events: dd.DataFrame, tz: str, split_out: int) -> dict:
+    """Duplicated event ids (→ place of the copy kept), months and the time window of the valid events."""
+    meta = pd.DataFrame({"event_id": events._meta["event_id"], "pos": pd.Series(dtype="int64"),
+                         "ts": pd.Series(dtype="int64"), "month": pd.Series(dtype="int64")})
+    valid = events.map_partitions(_first_pass_part, tz, meta=meta)
+    counts = valid["event_id"].value_counts(split_out=split_out)
+    repeated = counts[counts > 1]
+    months = valid["month"].unique()
+    lo, hi, repeated_ids, months = compute(valid["ts"].min(), valid["ts"].max(), repeated, months)
+    kept = pd.Series(dtype="int64")
+    if len(repeated_ids):
+        ids = list(repeated_ids.index)
+        dups = valid[valid["event_id"].isin(ids)]
+        (kept,) = compute(dups.groupby("event_id")["pos"].min())
+    return {"kept_copy": kept, "months": sorted(int(m) for m in months),
+            "ts_min": None if pd.isna(lo) else int(lo), "ts_max": None if pd.isna(hi) else int(hi)}
+
+
+def mark_duplicates(frame: pd.DataFrame, kept_copy: pd.Series) -> pd.DataFrame:
+    """Later copies of a duplicated event id get the reason, naming the copy that was kept."""
+    if len(kept_copy) == 0:
+        return frame
+    valid = frame["reason"].isna() & frame["event_id"].notna()
+    first = frame["event_id"].map(kept_copy)
+    loser = (valid & first.notna() & (first != position(frame))).to_numpy()
+    if loser.any():
+        frame = frame.copy()
+        kept = first[loser].astype("int64")
+        frame.loc[loser, "reason"] = [f"duplicate event id (kept file {int(k) >> 40} row {int(k) & (2**40 - 1)})"
+                                      for k in kept]
+        frame.loc[loser, "column"] = "event_id"
+        frame.loc[loser, "value"] = frame.loc[loser, "event_id"].astype(str).to_numpy()
+    return frame
+
+
+def _indicators(frame: pd.DataFrame, kept_copy: pd.Series, tz: str, by_month: bool) -> pd.DataFrame:
+    """Per-event columns whose per-customer sums (and maxima) make the users table; used events only."""
+    frame = mark_duplicates(frame, kept_copy)
+    used = frame[frame["reason"].isna()]
+    kind = used["kind"].to_numpy()
+    local = local_times(used["ts"], tz)
+    hour = local.hour.to_numpy(np.int64)
+    ts = used["ts"].to_numpy(np.int64)
+    out = pd.DataFrame({"customer": used["customer"].to_numpy()}, index=used.index)
+    if pd.api.types.is_integer_dtype(used["customer"].dtype):
+        out["customer"] = out["customer"].astype("int64")
+    if by_month:
+        out["month"] = (local.year * 100 + local.month).to_numpy(np.int64)
+    for name in ("send", "open", "click", "bounce"):
+        out[name] = (kind == _KIND[name]).astype(np.int64)
+    out["Total"] = np.ones(len(used), dtype=np.int64)
+    out["hour_sum"] = hour
+    out["dow_sum"] = local.dayofweek.to_numpy(np.int64)
+    out["click_hour_sum"] = np.where(kind == _KIND["click"], hour, 0)
+    out["last_open"] = np.where(kind == _KIND["open"], ts, NO_TIME)
+    out["last_click"] = np.where(kind == _KIND["click"], ts, NO_TIME)
+    out["campaign"] = used["campaign"].astype("string").to_numpy()
+    return out
+
+
+def indicators(events: dd.DataFrame, kept_copy: pd.Series, tz: str, by_month: bool) -> dd.DataFrame:
+    meta = _indicators(events._meta, kept_copy.iloc[:0], tz, by_month)
+    return events.map_partitions(_indicators, kept_copy, tz, by_month, meta=meta)
+
+
+def user_sums(events: pd.DataFrame | dd.DataFrame, split_out: int | None = None):
+    """Per-customer sums, latest open/click and distinct campaigns (Dask: tree reduction into split_out parts)."""
+    spec = {**{c: "sum" for c in SUMS}, **{c: "max" for c in LASTS}}
+    if isinstance(events, pd.DataFrame):
+        sums = events.groupby("customer").agg(spec)
+        sums["campaigns"] = events.groupby("customer")["campaign"].nunique()
+        return sums
+    sums = events.groupby("customer").agg(spec, split_out=split_out)
+    campaigns = events.groupby("customer")["campaign"].nunique(split_out=split_out).rename("campaigns")
+    return sums.join(campaigns.to_frame(), how="left", npartitions=split_out)
+
+
+def users_from_sums(sums: pd.DataFrame, buyers, window_end: int, cap_days: float, extras: list[str],
+                    id_type: str) -> pd.DataFrame:
+    """The users table of one partition of sums: counts, Comprador, mean hour/weekday, the extras chosen."""
+    out = pd.DataFrame(index=sums.index)
+    ids = sums.index.to_numpy()
+    out[ID] = ids.astype("int64") if id_type == "int" else pd.array(ids.astype(str), dtype="string")
+    for name in ("send", "bounce", "open", "click", "Total"):
+        out[name] = sums[name].astype("int64")
+    out[BUYER] = np.int64(0)
+    if buyers is not None and len(buyers) and len(ids):
+        same = (id_type == "int") == (np.asarray(buyers).dtype.kind in "iu")
+        mine, theirs = (ids, buyers) if same else (ids.astype(str), np.asarray(buyers).astype(str))
+        out[BUYER] = pd.Index(mine).isin(theirs).astype("int64")
+    total = sums["Total"].to_numpy(np.float64)
+    out["hour"] = sums["hour_sum"].to_numpy(np.float64) / total
+    out["day_of_week"] = sums["dow_sum"].to_numpy(np.float64) / total
+    for name, last in (("days_since_open", "last_open"), ("days_since_click", "last_click")):
+        seen = sums[last].to_numpy(np.int64)
+        days = np.where(seen == NO_TIME, cap_days, (window_end - seen.astype(np.float64)) / NS_PER_DAY)
+        out[name] = np.clip(days, 0.0, cap_days)
+    out["campaigns"] = sums["campaigns"].astype("int64")
+    clicks = sums["click"].to_numpy(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["click_hour"] = np.where(clicks > 0, sums["click_hour_sum"].to_numpy(np.float64) / clicks, out["hour"])
+    keep = [c for c in out.columns if c not in ("days_since_open", "days_since_click", "campaigns", "click_hour")
+            or c in extras]
+    return out[keep].reset_index(drop=True)
