@@ -263,6 +263,7 @@ def ingest_events(events, *, purchases=None, month=None, by_month=False, config=
     >>> ms.ingest_events(["logs/*.csv.gz"], purchases="compras.csv", by_month=True)  # doctest: +SKIP
     """
     from mailseg_dist.inputs.event_ingest import ingest_events as build
+    from mailseg_dist.inputs.event_ingest import precheck
     from mailseg_dist.workflows.job import client_scope
 
     cfg = _config(config, cluster__scheduler=scheduler)
@@ -274,6 +275,7 @@ def ingest_events(events, *, purchases=None, month=None, by_month=False, config=
 
         raise UsageError("ingest-events expected at least one event file")
     catalog = Catalog(cfg, data_dir=data_dir)
+    patterns = precheck(patterns, cfg)
     with client_scope(cfg, client) as active:
         return build(patterns, cfg, catalog, month=month, by_month=by_month, purchases=purchases, replace=replace,
                      client=active)

@@ -50,7 +50,7 @@ def expand_users(users: pd.DataFrame, month: str, tz: str, rng: np.random.Genera
     dow = _around(rng, users["day_of_week"].to_numpy()[user], 6)
     start = pd.Timestamp(f"{month}-01")
     days = pd.date_range(start, start + pd.offsets.MonthEnd(0), freq="D")
-    by_weekday = [np.flatnonzero(days.dayofweek == d) for d in range(7)]
+    by_weekday = [np.flatnonzero(days.day_of_week == d) for d in range(7)]
     sizes = np.array([len(b) for b in by_weekday])
     pick = np.floor(rng.random(len(user)) * sizes[dow]).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)])

@@ -28,7 +28,7 @@ from mailseg_dist.core.progress import compute
 from mailseg_dist.core.storage import as_location, file_sha256, is_remote, remove_tree, write_frame
 from mailseg_dist.inputs import events as ev
 from mailseg_dist.inputs.clean import coerce_partition, split_partition
-from mailseg_dist.inputs.event_read import write_raw_events
+from mailseg_dist.inputs.event_read import check_local_columns, write_raw_events
 from mailseg_dist.inputs.ingest import _check_previous, read_manifest
 from mailseg_dist.inputs.purchases import buyer_ids
 from mailseg_dist.inputs.readers import check_file
@@ -53,6 +53,14 @@ def expand_paths(patterns: list[str]) -> list[str]:
         else:
             found.append(text)
     return [str(check_file(p)) for p in found]
+
+
+def precheck(patterns: list[str], cfg: dict) -> list[str]:
+    """The files, each present and (when local) with every configured column: refused before a cluster starts."""
+    files = expand_paths(patterns)
+    for path in files:
+        check_local_columns(path, cfg["events"])
+    return files
 
 
 def _digest(paths: list[str], client) -> str:
@@ -205,7 +213,7 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
     if by_month and month:
         raise UsageError("--month and --by-month exclude each other")
     month = None if by_month else check_month(month or cfg["ingest"]["month"] or current_month())
-    files = expand_paths(patterns)
+    files = precheck(patterns, cfg)
     purchases = str(check_file(purchases)) if purchases else None
     digest = _digest(files, client)
     request = _request(cfg, by_month, _digest([purchases], client) if purchases else None)

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from mailseg_dist.core.atomic import atomic_dir
 from mailseg_dist.core.errors import InputDataError, MailsegError
 from mailseg_dist.core.settings import EVENT_KINDS
-from mailseg_dist.core.storage import as_location, local_copy, write_parquet
+from mailseg_dist.core.storage import as_location, is_remote, local_copy, write_parquet
 
 ROLES = ("event_id", "customer_id", "campaign_id", "type", "timestamp")  # columns the aggregation needs
 RAW_COLUMNS = ["event_id", "customer", "campaign", "kind", "ts", "file", "row", "reason", "column", "value"]
@@ -67,6 +67,21 @@ def check_columns(where: str, found: list[str], columns: dict) -> None:
         if name not in found:
             raise InputDataError(f"{where}: column '{name}' (events.columns.{role}) not found; "
                                  f"columns: {', '.join(found)}")
+
+
+def check_local_columns(path: str, ecfg: dict) -> None:
+    """Before any cluster starts: a local file's header has every configured column (a stored one is
+    checked by its reading task)."""
+    if is_remote(as_location(path)):
+        return
+    if event_format(path) == "parquet":
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputDataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    else:
+        names = csv_header(Path(path), ecfg["sep"])[1]
+    check_columns(path, names, ecfg["columns"])
 
 
 def _csv_batches(path: Path, ecfg: dict):

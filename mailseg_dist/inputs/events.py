@@ -128,7 +128,7 @@ def _indicators(frame: pd.DataFrame, kept_copy: pd.Series, tz: str, by_month: bo
         out[name] = (kind == _KIND[name]).astype(np.int64)
     out["Total"] = np.ones(len(used), dtype=np.int64)
     out["hour_sum"] = hour
-    out["dow_sum"] = local.dayofweek.to_numpy(np.int64)
+    out["dow_sum"] = local.day_of_week.to_numpy(np.int64)
     out["click_hour_sum"] = np.where(kind == _KIND["click"], hour, 0)
     out["last_open"] = np.where(kind == _KIND["open"], ts, NO_TIME)
     out["last_click"] = np.where(kind == _KIND["click"], ts, NO_TIME)
