@@ -45,7 +45,7 @@ def expand_users(users: pd.DataFrame, month: str, tz: str, rng: np.random.Genera
     per_kind = np.column_stack([counts, other])          # S, B, V, C, E per user
     n_events = per_kind.sum(axis=1)
     user = np.repeat(np.arange(len(users)), n_events)
-    kind = np.concatenate([np.repeat(np.arange(5), row) for row in per_kind]) if len(users) else np.array([], int)
+    kind = np.repeat(np.tile(np.arange(5), len(users)), per_kind.ravel())  # user by user: S..., B..., V..., C..., E...
     hour = _around(rng, users["hour"].to_numpy()[user], 23)
     dow = _around(rng, users["day_of_week"].to_numpy()[user], 6)
     start = pd.Timestamp(f"{month}-01")

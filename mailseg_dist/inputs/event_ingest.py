@@ -126,16 +126,15 @@ def _write_rejects_part(frame: pd.DataFrame, kept_copy: pd.Series, tz: str, fold
                         single: bool, files: list[str], index: int) -> dict:
     """Rejected events of one raw partition into their month's ledger; counts of events read per month."""
     frame = ev.mark_duplicates(frame, kept_copy)
-    has_time = ~frame["reason"].fillna("").str.contains("unparseable timestamp").to_numpy()
-    months = np.full(len(frame), fallback, dtype=object)
-    if has_time.any():
-        months[has_time] = [_month_text(m) for m in ev.local_month(frame.loc[has_time, "ts"], tz)]
-    if single:  # --month: every event belongs to the one table
-        months[:] = fallback
+    months = np.full(len(frame), int(fallback.replace("-", "")), dtype=np.int64)
+    if not single:  # --by-month: each event in its local month (without a time: the first month)
+        has_time = ~frame["reason"].fillna("").str.contains("unparseable timestamp").to_numpy()
+        months[has_time] = ev.local_month(frame.loc[has_time, "ts"], tz)
     bad = frame["reason"].notna().to_numpy()
     counts = {}
-    for month in pd.unique(months):
-        here = months == month
+    for number in np.unique(months):
+        month = _month_text(int(number))
+        here = months == number
         rejected = frame[here & bad]
         counts[month] = {"read": int(here.sum()), "rejected": len(rejected),
                          "reasons": rejected["reason"].str.split(";").explode()
@@ -146,7 +145,6 @@ def _write_rejects_part(frame: pd.DataFrame, kept_copy: pd.Series, tz: str, fold
                                    "value": rejected["value"], "reason": rejected["reason"]})
             write_frame(ledger.reset_index(drop=True), as_location(folders[month]) / f"part-{index:05d}.parquet")
     return counts
-
 
 def _window(month: str, by_month: bool, first: dict, tz: str) -> tuple[int, int]:
     """The time window of a month's table: the calendar month (--by-month), else the events' own span."""
@@ -229,7 +227,7 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
         total = sum(r["rows"] for r in read)
         split_out = cfg["events"]["users_parts"]
         split_out = max(1, -(-total // EVENTS_PER_USERS_PART)) if split_out == "auto" else split_out
-        first = ev.first_pass(events, cfg["events"]["timezone"], split_out)
+        first = ev.first_pass(events, cfg["events"]["timezone"], split_out, by_month)
         months = [_month_text(m) for m in first["months"]] if by_month else [month]
         first["all_months"] = months
         if by_month and not months:

@@ -33,7 +33,7 @@ from mailseg_dist.core.storage import as_location, is_remote, local_copy, write_
 
 ROLES = ("event_id", "customer_id", "campaign_id", "type", "timestamp")  # columns the aggregation needs
 RAW_COLUMNS = ["event_id", "customer", "campaign", "kind", "ts", "file", "row", "reason", "column", "value"]
-_TEXT_IDS = ("event_id", "customer")
+_TEXT_IDS = ("event_id", "customer", "campaign")
 _NULLABLE = {pa.int64(): pd.Int64Dtype()}  # ids with blanks stay exact integers
 
 
@@ -180,7 +180,7 @@ def typed_block(table: pa.Table, columns: dict, codes: dict, file_index: int, fi
     frame = pd.DataFrame({
         "event_id": _as_ids(table.column(columns["event_id"])).to_pandas(types_mapper=_NULLABLE.get),
         "customer": customer.to_pandas(types_mapper=_NULLABLE.get),
-        "campaign": pc.cast(table.column(columns["campaign_id"]), pa.string()).to_pandas(),
+        "campaign": _as_ids(table.column(columns["campaign_id"])).to_pandas(types_mapper=_NULLABLE.get),
         "kind": kind,
         "ts": ts,
         "file": np.int32(file_index),

@@ -59,28 +59,42 @@ def position(frame: pd.DataFrame) -> pd.Series:
     return frame["file"].astype("int64") * 2**40 + frame["row"].astype("int64")
 
 
-def _first_pass_part(frame: pd.DataFrame, tz: str) -> pd.DataFrame:
+def _first_pass_part(frame: pd.DataFrame, tz: str, by_month: bool) -> pd.DataFrame:
     valid = frame[frame["reason"].isna()]
     out = pd.DataFrame({"event_id": valid["event_id"], "pos": position(valid), "ts": valid["ts"]})
-    out["month"] = local_month(valid["ts"], tz)
+    out["month"] = local_month(valid["ts"], tz) if by_month else np.zeros(len(valid), dtype=np.int64)
     return out
 
 
-def local_times(ts: pd.Series, tz: str) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(pd.to_datetime(ts.to_numpy(np.int64), utc=True)).tz_convert(tz)
+def local_ns(ts: pd.Series, tz: str) -> np.ndarray:
+    """Local wall-clock time of each event as ns since 1970-01-01 (one time-zone conversion; the fields
+    below are then integer arithmetic, not one pandas calendar pass per field)."""
+    utc = pd.DatetimeIndex(pd.to_datetime(ts.to_numpy(np.int64), utc=True))
+    return utc.tz_convert(tz).tz_localize(None).asi8
+
+
+def hour_and_weekday(local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Local hour (0-23) and weekday (0 = Monday; 1970-01-01 was a Thursday)."""
+    hours = local // (3_600 * 10**9)
+    return hours % 24, (hours // 24 + 3) % 7
+
+
+def month_number(local: np.ndarray) -> np.ndarray:
+    """YYYYMM of each local time, as int64."""
+    months = local.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+    return (1970 + months // 12) * 100 + months % 12 + 1
 
 
 def local_month(ts: pd.Series, tz: str) -> np.ndarray:
     """YYYYMM of each event's local date, as int64."""
-    local = local_times(ts, tz)
-    return (local.year * 100 + local.month).to_numpy(np.int64)
+    return month_number(local_ns(ts, tz))
 
 
-def first_pass(events: dd.DataFrame, tz: str, split_out: int) -> dict:
+def first_pass(events: dd.DataFrame, tz: str, split_out: int, by_month: bool = True) -> dict:
     """Duplicated event ids (→ place of the copy kept), months and the time window of the valid events."""
     meta = pd.DataFrame({"event_id": events._meta["event_id"], "pos": pd.Series(dtype="int64"),
                          "ts": pd.Series(dtype="int64"), "month": pd.Series(dtype="int64")})
-    valid = events.map_partitions(_first_pass_part, tz, meta=meta)
+    valid = events.map_partitions(_first_pass_part, tz, by_month, meta=meta)
     counts = valid["event_id"].value_counts(split_out=split_out)
     repeated = counts[counts > 1]
     months = valid["month"].unique()
@@ -116,23 +130,23 @@ def _indicators(frame: pd.DataFrame, kept_copy: pd.Series, tz: str, by_month: bo
     frame = mark_duplicates(frame, kept_copy)
     used = frame[frame["reason"].isna()]
     kind = used["kind"].to_numpy()
-    local = local_times(used["ts"], tz)
-    hour = local.hour.to_numpy(np.int64)
+    local = local_ns(used["ts"], tz)
+    hour, weekday = hour_and_weekday(local)
     ts = used["ts"].to_numpy(np.int64)
     out = pd.DataFrame({"customer": used["customer"].to_numpy()}, index=used.index)
     if pd.api.types.is_integer_dtype(used["customer"].dtype):
         out["customer"] = out["customer"].astype("int64")
     if by_month:
-        out["month"] = (local.year * 100 + local.month).to_numpy(np.int64)
+        out["month"] = month_number(local)
     for name in ("send", "open", "click", "bounce"):
         out[name] = (kind == _KIND[name]).astype(np.int64)
     out["Total"] = np.ones(len(used), dtype=np.int64)
     out["hour_sum"] = hour
-    out["dow_sum"] = local.day_of_week.to_numpy(np.int64)
+    out["dow_sum"] = weekday
     out["click_hour_sum"] = np.where(kind == _KIND["click"], hour, 0)
     out["last_open"] = np.where(kind == _KIND["open"], ts, NO_TIME)
     out["last_click"] = np.where(kind == _KIND["click"], ts, NO_TIME)
-    out["campaign"] = used["campaign"].astype("string").to_numpy()
+    out["campaign"] = used["campaign"].to_numpy()
     return out
 
 
@@ -150,7 +164,16 @@ def user_sums(events: pd.DataFrame | dd.DataFrame, split_out: int | None = None)
         return sums
     sums = events.groupby("customer").agg(spec, split_out=split_out)
     campaigns = events.groupby("customer")["campaign"].nunique(split_out=split_out).rename("campaigns")
-    return sums.join(campaigns.to_frame(), how="left", npartitions=split_out)
+    # Both reductions hash-partition their output by customer the same way (split_out = n on the same key),
+    # so partition i of each holds the same customers: zipped, not shuffled; _zip checks it.
+    meta = _zip(sums._meta, campaigns._meta)
+    return dd.map_partitions(_zip, sums, campaigns, meta=meta, align_dataframes=False)
+
+
+def _zip(sums: pd.DataFrame, campaigns: pd.Series) -> pd.DataFrame:
+    if len(sums) != len(campaigns) or not sums.index.isin(campaigns.index).all():
+        raise RuntimeError("the per-customer sums and campaign counts are not partitioned alike")
+    return sums.assign(campaigns=campaigns.reindex(sums.index).to_numpy())
 
 
 def users_from_sums(sums: pd.DataFrame, buyers, window_end: int, cap_days: float, extras: list[str],
