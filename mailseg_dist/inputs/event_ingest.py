@@ -228,6 +228,7 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
         split_out = cfg["events"]["users_parts"]
         split_out = max(1, -(-total // EVENTS_PER_USERS_PART)) if split_out == "auto" else split_out
         first = ev.first_pass(events, cfg["events"]["timezone"], split_out, by_month)
+        t_first = time.perf_counter()
         months = [_month_text(m) for m in first["months"]] if by_month else [month]
         first["all_months"] = months
         if by_month and not months:
@@ -253,7 +254,8 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
         write_json(catalog.manifest(m), manifest)
         manifests.append(manifest)
     remove_tree(raw_dir)
-    timings = {"read": round(t_read - started, 3), "aggregate": round(t_agg - t_read, 3),
+    timings = {"read": round(t_read - started, 3), "duplicates": round(t_first - t_read, 3),
+               "aggregate": round(t_agg - t_first, 3),
                "total": round(time.perf_counter() - started, 3)}
     return _summary(manifests, [m for m in months if m not in todo], timings)
 
