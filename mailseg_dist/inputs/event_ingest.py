@@ -122,10 +122,19 @@ def _write_users_part(sums: pd.DataFrame, buyers, window_end: int, ecfg: dict, c
             "reasons": ledger["reason"].value_counts().to_dict()}
 
 
-def _write_rejects_part(frame: pd.DataFrame, kept_copy: pd.Series, tz: str, folders: dict, fallback: str,
+def _write_rejects_part(part: dict, text_ids: tuple, kept_copy: pd.Series, tz: str, folders: dict, fallback: str,
                         single: bool, files: list[str], index: int) -> dict:
-    """Rejected events of one raw partition into their month's ledger; counts of events read per month."""
-    frame = ev.mark_duplicates(frame, kept_copy)
+    """Rejected events of one raw part into their month's ledger; counts of events read per month.
+    The part is read whole only when it has a rejected row: else `ok` and the times are enough."""
+    head = ev.read_part(part, text_ids, ["ok", "ts"] + (ev.DUPLICATE_INPUTS if len(kept_copy) else []))
+    head = ev.mark_duplicates(head, kept_copy)
+    if head["ok"].all():
+        months = ev.local_month(head["ts"], tz) if not single else np.zeros(0, dtype=np.int64)
+        if single or len(months) == 0:
+            return {fallback: {"read": len(head), "rejected": 0, "reasons": {}}}
+        numbers, counts = np.unique(months, return_counts=True)
+        return {_month_text(int(n)): {"read": int(c), "rejected": 0, "reasons": {}} for n, c in zip(numbers, counts)}
+    frame = ev.mark_duplicates(ev.read_part(part, text_ids), kept_copy)
     months = np.full(len(frame), int(fallback.replace("-", "")), dtype=np.int64)
     if not single:  # --by-month: each event in its local month (without a time: the first month)
         has_time = ~frame["reason"].fillna("").str.contains("unparseable timestamp").to_numpy()
@@ -167,12 +176,13 @@ def _month_tasks(ind, month, by_month, first, buyers, cfg, id_type, split_out, u
                   str(rejects_tmp), i) for i, piece in enumerate(sums.to_delayed())]
 
 
-def _aggregate(events, first, months, by_month, buyers, cfg, catalog, files, split_out, manifest_paths):
+def _aggregate(read, first, months, by_month, buyers, cfg, catalog, files, split_out, manifest_paths):
     """One Dask computation: every month's users parts and every rejects ledger part; small summaries back."""
     tz = cfg["events"]["timezone"]
-    id_type = "int" if pd.api.types.is_integer_dtype(events._meta["customer"].dtype) else "string"
+    parts, text_ids = ev.layer_parts(read)
+    id_type = "string" if "customer" in text_ids else "int"
     kept_copy = dask.delayed(first["kept_copy"], pure=True)
-    ind = ev.indicators(events, first["kept_copy"], tz, by_month)
+    ind = ev.indicators(read, first["kept_copy"], tz, by_month)
     with contextlib.ExitStack() as stack:
         users_tmp = {m: stack.enter_context(atomic_dir(catalog.users(m))) for m in months}
         rejects_tmp = {m: stack.enter_context(atomic_dir(catalog.rejects(m))) for m in months}
@@ -180,9 +190,9 @@ def _aggregate(events, first, months, by_month, buyers, cfg, catalog, files, spl
                                       users_tmp[m], rejects_tmp[m]) for m in months}
         fallback = first["all_months"][0] if by_month else months[0]
         folders = {m: str(rejects_tmp[m]) for m in months}
-        reject_tasks = [dask.delayed(_write_rejects_part)(part, kept_copy, tz, folders, fallback, not by_month,
-                                                            files, i)
-                        for i, part in enumerate(events.to_delayed())]
+        reject_tasks = [dask.delayed(_write_rejects_part)(part, text_ids, kept_copy, tz, folders, fallback,
+                                                            not by_month, files, i)
+                        for i, part in enumerate(parts)]
         users_out, rejects_out = compute(user_tasks, reject_tasks)
         for path in manifest_paths:  # the old commit marks go just before the new layers replace the old
             remove_tree(path)
@@ -223,11 +233,10 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
     with scope:
         read = write_raw_events(files, raw_dir, cfg["events"], client)
         t_read = time.perf_counter()
-        events = ev.raw_events(read)
         total = sum(r["rows"] for r in read)
         split_out = cfg["events"]["users_parts"]
         split_out = max(1, -(-total // EVENTS_PER_USERS_PART)) if split_out == "auto" else split_out
-        first = ev.first_pass(events, cfg["events"]["timezone"], split_out, by_month)
+        first = ev.first_pass(read, cfg["events"]["timezone"], split_out, by_month)
         t_first = time.perf_counter()
         months = [_month_text(m) for m in first["months"]] if by_month else [month]
         first["all_months"] = months
@@ -239,7 +248,7 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
             return _skipped(months, catalog, started)
         buyers = {m: buyer_ids(purchases, cfg, _window(m, by_month, first, cfg["events"]["timezone"]), client)
                   for m in todo} if purchases else {}
-        users_out, rejects_out, id_type = _aggregate(events, first, todo, by_month, buyers, cfg, catalog, files,
+        users_out, rejects_out, id_type = _aggregate(read, first, todo, by_month, buyers, cfg, catalog, files,
                                                      split_out, [catalog.manifest(m) for m in todo])
     t_agg = time.perf_counter()
     manifests = []

@@ -11,7 +11,7 @@ Part columns (RAW_COLUMNS): event_id and customer (int64 when the block's values
 whole numbers, else text: the reader of the layer unifies them), campaign (text), kind
 (int8 index into settings.EVENT_KINDS, -1 unknown), ts (int64 ns since the epoch, UTC;
 0 where unparseable, which the reason says), file and row (the event's place: file index in the command line,
-1-based data row), reason/column/value (null for a valid row).
+1-based data row), ok (no problem found) and reason/column/value (null for a valid row).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from mailseg_dist.core.settings import EVENT_KINDS
 from mailseg_dist.core.storage import as_location, is_remote, local_copy, write_parquet
 
 ROLES = ("event_id", "customer_id", "campaign_id", "type", "timestamp")  # columns the aggregation needs
-RAW_COLUMNS = ["event_id", "customer", "campaign", "kind", "ts", "file", "row", "reason", "column", "value"]
+RAW_COLUMNS = ["event_id", "customer", "campaign", "kind", "ts", "file", "row", "ok", "reason", "column", "value"]
 _TEXT_IDS = ("event_id", "customer", "campaign")
 _NULLABLE = {pa.int64(): pd.Int64Dtype()}  # ids with blanks stay exact integers
 
@@ -199,6 +199,7 @@ def typed_block(table: pa.Table, columns: dict, codes: dict, file_index: int, fi
             reason[i] = why if reason[i] is None else f"{reason[i]};{why}"
             column[i] = columns[role] if column[i] is None else f"{column[i]};{columns[role]}"
             value[i] = shown if value[i] is None else f"{value[i]};{shown}"
+    frame["ok"] = pd.isna(reason)  # read alone by the passes that only need to skip rejected rows
     frame["reason"], frame["column"], frame["value"] = (pd.array(v, dtype="string") for v in (reason, column, value))
     return frame
 

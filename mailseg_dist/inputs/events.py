@@ -24,7 +24,6 @@ import pandas as pd
 
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.settings import EVENT_KINDS
-from mailseg_dist.inputs.event_read import RAW_COLUMNS
 from mailseg_dist.inputs.schema import BUYER, ID
 
 NS_PER_DAY = 86_400 * 10**9
@@ -34,24 +33,31 @@ LASTS = ["last_open", "last_click"]
 _KIND = {name: np.int8(i) for i, name in enumerate(EVENT_KINDS)}
 
 
-def _read_part(part: dict, text_ids: tuple[str, ...]) -> pd.DataFrame:
-    """A raw part with the id columns in the layer's common type (text when any file has a text id)."""
-    frame = pd.read_parquet(part["path"])
+def read_part(part: dict, text_ids: tuple[str, ...], columns: list[str] | None = None) -> pd.DataFrame:
+    """A raw part (only `columns`: Parquet reads just those), id columns in the layer's common type (text
+    when any file has a text id)."""
+    frame = pd.read_parquet(part["path"], columns=columns)
     for column in text_ids:
-        frame[column] = frame[column].astype("string")
+        if column in frame.columns:
+            frame[column] = frame[column].astype("string")
     return frame
 
 
-def raw_events(read: list[dict]) -> dd.DataFrame:
-    """The raw layer as a Dask frame, one partition per part (file order kept: an empty file adds none)."""
+def layer_parts(read: list[dict]) -> tuple[list[dict], tuple[str, ...]]:
+    """The raw parts in file order (an empty file adds none) and the id columns that are text somewhere."""
     parts = [p for result in read for p in result["parts"]]
-    text_ids = tuple(sorted({c for p in parts for c in p["text_ids"]}))
     if not parts:
         from mailseg_dist.core.errors import InputDataError
 
         raise InputDataError("the event files hold no events")
-    meta = _read_part(parts[0], text_ids).iloc[:0]
-    return dd.from_map(_read_part, parts, text_ids=text_ids, meta=meta[RAW_COLUMNS], enforce_metadata=False)
+    return parts, tuple(sorted({c for p in parts for c in p["text_ids"]}))
+
+
+def raw_events(read: list[dict], columns: list[str] | None = None) -> dd.DataFrame:
+    """The raw layer (or some of its columns) as a Dask frame, one partition per part."""
+    parts, text_ids = layer_parts(read)
+    meta = read_part(parts[0], text_ids, columns).iloc[:0]
+    return dd.from_map(read_part, parts, text_ids=text_ids, columns=columns, meta=meta, enforce_metadata=False)
 
 
 def position(frame: pd.DataFrame) -> pd.Series:
@@ -59,11 +65,22 @@ def position(frame: pd.DataFrame) -> pd.Series:
     return frame["file"].astype("int64") * 2**40 + frame["row"].astype("int64")
 
 
-def _first_pass_part(frame: pd.DataFrame, tz: str, by_month: bool) -> pd.DataFrame:
-    valid = frame[frame["reason"].isna()]
-    out = pd.DataFrame({"event_id": valid["event_id"], "pos": position(valid), "ts": valid["ts"]})
-    out["month"] = local_month(valid["ts"], tz) if by_month else np.zeros(len(valid), dtype=np.int64)
-    return out
+def _valid_ids(frame: pd.DataFrame) -> pd.Series:
+    """Event ids of the valid events (numpy int64 when the layer's ids are integers: fast hashing)."""
+    ids = frame.loc[frame["ok"], "event_id"].dropna()
+    return ids.astype("int64") if pd.api.types.is_integer_dtype(ids.dtype) else ids.astype(object)
+
+
+def _part_stats(frame: pd.DataFrame, tz: str, by_month: bool) -> pd.DataFrame:
+    """Per month (0 without --by-month): first and last time of the valid events of one partition."""
+    ts = frame.loc[frame["ok"], "ts"].to_numpy(np.int64)
+    month = local_month(pd.Series(ts), tz) if by_month else np.zeros(len(ts), dtype=np.int64)
+    return pd.DataFrame({"month": month, "ts": ts}).groupby("month")["ts"].agg(["min", "max"]).reset_index()
+
+
+def _repeated_places(frame: pd.DataFrame, repeated: pd.Index) -> pd.DataFrame:
+    valid = frame[frame["ok"] & frame["event_id"].isin(repeated)]
+    return pd.DataFrame({"event_id": valid["event_id"], "pos": position(valid)})
 
 
 def local_ns(ts: pd.Series, tz: str) -> np.ndarray:
@@ -90,34 +107,45 @@ def local_month(ts: pd.Series, tz: str) -> np.ndarray:
     return month_number(local_ns(ts, tz))
 
 
-def first_pass(events: dd.DataFrame, tz: str, split_out: int, by_month: bool = True) -> dict:
-    """Duplicated event ids (→ place of the copy kept), months and the time window of the valid events."""
-    meta = pd.DataFrame({"event_id": events._meta["event_id"], "pos": pd.Series(dtype="int64"),
-                         "ts": pd.Series(dtype="int64"), "month": pd.Series(dtype="int64")})
-    valid = events.map_partitions(_first_pass_part, tz, by_month, meta=meta)
-    counts = valid["event_id"].value_counts(split_out=split_out)
-    repeated = counts[counts > 1]
-    months = valid["month"].unique()
-    lo, hi, repeated_ids, months = compute(valid["ts"].min(), valid["ts"].max(), repeated, months)
+def first_pass(read: list[dict], tz: str, split_out: int, by_month: bool = True) -> dict:
+    """Duplicated event ids (→ place of the copy kept), months and the time window of the valid events.
+
+    One computation: value_counts of the valid ids (tree reduction, split_out partitions) and the
+    per-partition time stats; a second, small one only when some id repeats: the first place of each.
+    """
+    events = raw_events(read, ["event_id", "ts", "ok"])
+    ids = events.map_partitions(_valid_ids, meta=_valid_ids(events._meta))
+    counts = ids.value_counts(split_out=split_out)
+    stats_meta = pd.DataFrame({"month": pd.Series(dtype="int64"), "min": pd.Series(dtype="int64"),
+                               "max": pd.Series(dtype="int64")})
+    stats = events.map_partitions(_part_stats, tz, by_month, meta=stats_meta)
+    repeated, stats = compute(counts[counts > 1], stats)
     kept = pd.Series(dtype="int64")
-    if len(repeated_ids):
-        ids = list(repeated_ids.index)
-        dups = valid[valid["event_id"].isin(ids)]
-        (kept,) = compute(dups.groupby("event_id")["pos"].min())
-    return {"kept_copy": kept, "months": sorted(int(m) for m in months),
-            "ts_min": None if pd.isna(lo) else int(lo), "ts_max": None if pd.isna(hi) else int(hi)}
+    if len(repeated):
+        index = pd.Index(repeated.index)
+        located = raw_events(read, ["event_id", "file", "row", "ok"])
+        meta = pd.DataFrame({"event_id": located._meta["event_id"], "pos": pd.Series(dtype="int64")})
+        places = located.map_partitions(_repeated_places, index, meta=meta)
+        (kept,) = compute(places.groupby("event_id")["pos"].min())
+    months = sorted(int(m) for m in stats["month"].unique()) if by_month else []
+    empty = len(stats) == 0
+    return {"kept_copy": kept, "months": months, "duplicated_ids": len(repeated),
+            "ts_min": None if empty else int(stats["min"].min()), "ts_max": None if empty else int(stats["max"].max())}
 
 
 def mark_duplicates(frame: pd.DataFrame, kept_copy: pd.Series) -> pd.DataFrame:
     """Later copies of a duplicated event id get the reason, naming the copy that was kept."""
     if len(kept_copy) == 0:
         return frame
-    valid = frame["reason"].isna() & frame["event_id"].notna()
+    valid = frame["ok"] & frame["event_id"].notna()
     first = frame["event_id"].map(kept_copy)
     loser = (valid & first.notna() & (first != position(frame))).to_numpy()
     if loser.any():
         frame = frame.copy()
+        frame.loc[loser, "ok"] = False
         kept = first[loser].astype("int64")
+        if "reason" not in frame.columns:  # the aggregation only needs to skip them
+            return frame
         frame.loc[loser, "reason"] = [f"duplicate event id (kept file {int(k) >> 40} row {int(k) & (2**40 - 1)})"
                                       for k in kept]
         frame.loc[loser, "column"] = "event_id"
@@ -128,7 +156,7 @@ def mark_duplicates(frame: pd.DataFrame, kept_copy: pd.Series) -> pd.DataFrame:
 def _indicators(frame: pd.DataFrame, kept_copy: pd.Series, tz: str, by_month: bool) -> pd.DataFrame:
     """Per-event columns whose per-customer sums (and maxima) make the users table; used events only."""
     frame = mark_duplicates(frame, kept_copy)
-    used = frame[frame["reason"].isna()]
+    used = frame[frame["ok"]]
     kind = used["kind"].to_numpy()
     local = local_ns(used["ts"], tz)
     hour, weekday = hour_and_weekday(local)
@@ -150,7 +178,14 @@ def _indicators(frame: pd.DataFrame, kept_copy: pd.Series, tz: str, by_month: bo
     return out
 
 
-def indicators(events: dd.DataFrame, kept_copy: pd.Series, tz: str, by_month: bool) -> dd.DataFrame:
+INDICATOR_INPUTS = ["customer", "campaign", "kind", "ts", "ok"]
+DUPLICATE_INPUTS = ["event_id", "file", "row"]
+
+
+def indicators(read: list[dict], kept_copy: pd.Series, tz: str, by_month: bool) -> dd.DataFrame:
+    """Per-event indicator columns, reading only the raw columns they need (ids and places only when some
+    event id repeats)."""
+    events = raw_events(read, INDICATOR_INPUTS + (DUPLICATE_INPUTS if len(kept_copy) else []))
     meta = _indicators(events._meta, kept_copy.iloc[:0], tz, by_month)
     return events.map_partitions(_indicators, kept_copy, tz, by_month, meta=meta)
 
