@@ -25,14 +25,20 @@ from mailseg_dist.core.atomic import atomic_dir, write_json
 from mailseg_dist.core.catalog import Catalog, check_month, current_month
 from mailseg_dist.core.errors import InputDataError, UsageError
 from mailseg_dist.core.progress import compute
-from mailseg_dist.core.storage import as_location, file_sha256, is_remote, remove_tree, write_frame
+from mailseg_dist.core.storage import (
+    as_location,
+    file_sha256,
+    is_remote,
+    remove_tree,
+    write_frame,
+)
 from mailseg_dist.inputs import events as ev
 from mailseg_dist.inputs.clean import coerce_partition, split_partition
 from mailseg_dist.inputs.event_read import check_local_columns, write_raw_events
 from mailseg_dist.inputs.ingest import _check_previous, read_manifest
 from mailseg_dist.inputs.purchases import buyer_ids
 from mailseg_dist.inputs.readers import check_file
-from mailseg_dist.inputs.schema import EVENT_FEATURES, SOURCE_ROW
+from mailseg_dist.inputs.schema import SOURCE_ROW
 
 LEDGER_COLUMNS = ["file", SOURCE_ROW, "Id_raw", "column", "value", "reason"]
 EVENTS_PER_USERS_PART = 2_000_000
@@ -259,7 +265,7 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
                     "buyers_from": "purchases table" if purchases else "none given: Comprador = 0 for everyone",
                     "months_of_source": months, "users_path": str(catalog.users(m)),
                     "rejects_path": str(catalog.rejects(m)),
-                    "ingested_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+                    "ingested_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
         write_json(catalog.manifest(m), manifest)
         manifests.append(manifest)
     remove_tree(raw_dir)
