@@ -317,3 +317,20 @@ def test_ingest_events_on_real_dask_processes_with_scheduler(tmp_path):
     assert summary["events_read"] == 3000 == summary["events_used"]
     catalog = Catalog(load_config(), data_dir=tmp_path / "data")
     assert_same_users(users_of(catalog, "2026-01"), pandas_users(events, window_end_of(events)))
+
+
+def test_event_files_and_layers_in_an_object_store(tmp_path, bucket, dask_client):
+    """Globbed event files and the data folder in S3 (moto): the same table as from local files."""
+    from mailseg_dist.core.storage import as_location
+
+    events = random_events(1500, seed=8)
+    local = write_files(events, tmp_path / "in", 3)
+    for path in local:
+        as_location(f"{bucket}/logs/{Path(path).name}").write_bytes(Path(path).read_bytes())
+    catalog = Catalog(config(), data_dir=f"{bucket}/data")
+    summary = ingest_events([f"{bucket}/logs/*.parquet"], config(), catalog, month="2026-01", client=dask_client)
+    assert summary["events_read"] == 1500 == summary["events_used"]
+    folder = as_location(str(catalog.users("2026-01")))
+    users = pd.concat(pd.read_parquet(part.open("rb")) for part in folder.iterdir())
+    assert_same_users(users, pandas_users(events, window_end_of(events)))
+    assert as_location(str(catalog.manifest("2026-01"))).exists()
