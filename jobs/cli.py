@@ -76,11 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--decimal", help="CSV decimal mark (default: ',' when the separator is ';')")
     ingest.add_argument("--replace", action="store_true", help="overwrite a month ingested from other content")
 
+    events = sub.add_parser("ingest-events", epilog=EPILOG,
+                            help="aggregate raw event logs (CSV, gzip CSV, Parquet) into the month's users table")
+    events.add_argument("events", nargs="+", metavar="EVENTS", help="event files or globs (local or s3://...)")
+    _common(events)
+    _cluster(events)
+    events.add_argument("--purchases", metavar="FILE", help="purchases/customers table: Comprador = 1 for its customers")
+    when = events.add_mutually_exclusive_group()
+    when.add_argument("--month", metavar="YYYY-MM", help="label of the one users table (default: ingest.month or now)")
+    when.add_argument("--by-month", action="store_true", help="one users table per calendar month of the events")
+    events.add_argument("--replace", action="store_true", help="overwrite months ingested from other content")
+
     gen = sub.add_parser("generate", help="write synthetic users shaped like the seed data", epilog=EPILOG)
     gen.add_argument("--rows", type=int, required=True, help="number of users")
     gen.add_argument("--out", metavar="FILE", required=True, help="output file")
-    gen.add_argument("--format", choices=choices("default_data.format"), help="default: from the file name")
+    gen.add_argument("--format", choices=(*choices("default_data.format"), "csv.gz"),
+                     help="default: from the file name (--events: parquet)")
     gen.add_argument("--seed", type=int, help="random seed (default: default_data.seed, 42)")
+    gen.add_argument("--events", action="store_true",
+                     help="write an event log into the folder --out instead (format parquet or csv.gz)")
+    gen.add_argument("--months", type=int, default=1, help="--events: months of events (default 1)")
+    gen.add_argument("--start", default="2026-01", metavar="YYYY-MM", help="--events: first month (default 2026-01)")
+    gen.add_argument("--sep", default=",", help="--events with csv.gz: separator, ',' or ';'")
+    gen.add_argument("--no-purchases", action="store_true", help="--events: no purchases.csv")
     gen.add_argument("--json", action="store_true", help="print one JSON summary object as the last line of stdout")
     gen.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -151,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.debug:
                 warnings.showwarning = _one_line_warning
             commands.path_flags(args)
-            summary = getattr(commands, args.command)(args)
+            summary = getattr(commands, args.command.replace("-", "_"))(args)
     except MailsegError as exc:
         print(f"mailseg: error: {exc}", file=sys.stderr)
         return exc.exit_code

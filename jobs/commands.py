@@ -15,7 +15,8 @@ from mailseg_dist.core.storage import location
 
 log = logging.getLogger("mailseg")
 
-PATH_FLAGS = {"input": "input", "out": "--out", "data_dir": "--data-dir", "model_dir": "--model-dir"}
+PATH_FLAGS = {"input": "input", "out": "--out", "data_dir": "--data-dir", "model_dir": "--model-dir",
+              "purchases": "--purchases"}
 
 
 def path_flags(args) -> None:
@@ -24,6 +25,8 @@ def path_flags(args) -> None:
     for name, what in PATH_FLAGS.items():
         if getattr(args, name, None) is not None:
             setattr(args, name, str(location(getattr(args, name), what)))
+    if getattr(args, "events", None) not in (None, True, False):  # ingest-events EVENTS... (generate: a flag)
+        args.events = [str(location(p, "events")) for p in args.events]
     if getattr(args, "config", None) is not None:
         args.config = str(local_path(args.config, "--config"))
 
@@ -59,7 +62,28 @@ def ingest(args) -> dict:
 
 
 def generate(args) -> dict:
+    if args.events:
+        return api.generate(args.rows, args.out, format=args.format, seed=args.seed, events=True, months=args.months,
+                            start=args.start, purchases=not args.no_purchases, sep=args.sep)
+    if args.format == "csv.gz":
+        raise UsageError("--format csv.gz is for --events; a users file is xlsx, csv or parquet")
     return api.generate(args.rows, args.out, format=args.format, seed=args.seed)
+
+
+def ingest_events(args) -> dict:
+    summary = api.ingest_events(args.events, purchases=args.purchases, month=args.month, by_month=args.by_month,
+                                config=args.config, data_dir=args.data_dir, replace=args.replace,
+                                scheduler=args.scheduler)
+    for manifest in summary["manifests"]:
+        if manifest["month"] in summary["skipped_months"]:
+            log.info("month %s: events unchanged (sha256 %s…), nothing to do", manifest["month"],
+                     manifest["sha256"][:12])
+        log.info("month %s: %d events read = %d used + %d rejected; %d users (rejects: %s)", manifest["month"],
+                 manifest["events_read"], manifest["events_used"], manifest["events_rejected"], manifest["users"],
+                 manifest["rejects_path"])
+    if summary["manifests"] and not summary["manifests"][0]["purchases"]:
+        log.info("no --purchases table: Comprador is 0 for every user")
+    return summary
 
 
 def score(args) -> dict:

@@ -28,12 +28,13 @@ from mailseg_dist.core.version import __version__
 # Loaded on first use (PEP 562), so `mailseg --help` and a refused config cost no pandas/Dask import.
 _LAZY = {"segment": "mailseg_dist.api", "run": "mailseg_dist.api", "update": "mailseg_dist.api",
          "score": "mailseg_dist.api", "ingest": "mailseg_dist.api", "generate": "mailseg_dist.api",
+         "ingest_events": "mailseg_dist.api",
          "models": "mailseg_dist.api", "rollback": "mailseg_dist.api",
          "view": "mailseg_dist.api", "open_results": "mailseg_dist.api",
          "load_config": "mailseg_dist.core.config", "Segmentation": "mailseg_dist.workflows.segmentation"}
 
-__all__ = ["segment", "Segmentation", "run", "update", "score", "ingest", "generate", "models", "rollback",
-           "view", "open_results", "load_config",
+__all__ = ["segment", "Segmentation", "run", "update", "score", "ingest", "ingest_events", "generate", "models",
+           "rollback", "view", "open_results", "load_config",
            "MailsegError", "UsageError", "ConfigError", "InputDataError", "ClusterError", "__version__"]
 
 

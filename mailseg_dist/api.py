@@ -212,15 +212,73 @@ def ingest(data, *, config=None, data_dir=None, month=None, replace=False, clien
                            decimal=decimal)
 
 
-def generate(rows: int, out, *, format: str | None = None, seed: int | None = None) -> dict:
+def generate(rows: int, out, *, format: str | None = None, seed: int | None = None, events: bool = False,
+             months: int = 1, start: str = "2026-01", purchases: bool = True, sep: str = ",",
+             config=None) -> dict:
     """`mailseg generate`: `rows` synthetic seed-like users written to `out` (xlsx, csv or parquet).
 
     The same rows and seed give the same file on any machine; `seed` defaults to default_data.seed.
+    With `events=True`, `out` is a folder that receives an event log instead: `rows` users a month for
+    `months` months from `start` (YYYY-MM), one file per chunk of users in `format` "parquet" (default)
+    or "csv.gz" (separator `sep`), whose per-user aggregates are the generated users, plus
+    purchases.csv (each buyer once a month, dated) unless `purchases` is False.
     """
-    from mailseg_dist.workflows.generate import generate_file
+    from mailseg_dist.workflows.generate import generate_events, generate_file
 
-    seed = load_config()["default_data"]["seed"] if seed is None else seed
+    cfg = _config(config)
+    seed = cfg["default_data"]["seed"] if seed is None else seed
+    if events:
+        return generate_events(rows, out, format, seed, months, start, cfg["events"]["timezone"], purchases, sep)
     return generate_file(rows, out, fmt=format, seed=seed)
+
+
+def ingest_events(events, *, purchases=None, month=None, by_month=False, config=None, data_dir=None,
+                  replace=False, client=None, scheduler=None) -> dict:
+    """`mailseg ingest-events`: aggregate raw event logs into the month's users layer, as `ingest` writes it.
+
+    Parameters
+    ----------
+    events : str, pathlib.Path or list of them
+        Event files or globs (CSV, gzip CSV with ',' or ';', Parquet; local paths or fsspec URLs), one
+        row per event with the columns of ``events.columns`` (event id, customer id, campaign, type, time).
+    purchases : str, optional
+        A purchases or customers table: Comprador = 1 for its customers (with ``events.purchases.date``,
+        only purchases dated in the table's window). None: Comprador = 0 for everyone (the summary says so).
+    month : str, optional
+        YYYY-MM label of the one users table built from all the events (default: ingest.month, else now).
+    by_month : bool
+        One users table per local calendar month of the events instead (for ``update`` month by month).
+    config, data_dir, replace, client, scheduler
+        As for `ingest`: the same content again is skipped, other content refused unless `replace`.
+
+    Returns
+    -------
+    dict
+        months written, skipped_months, events_read = events_used + events_rejected, users, and each
+        month's manifest (rows_in/rows_kept/rows_rejected count events; rejects_by_reason; users_path).
+
+    Examples
+    --------
+    >>> import mailseg_dist as ms
+    >>> ms.ingest_events(["logs/*.csv.gz"], purchases="compras.csv", by_month=True)  # doctest: +SKIP
+    """
+    from mailseg_dist.inputs.event_ingest import ingest_events as build
+    from mailseg_dist.inputs.event_ingest import precheck
+    from mailseg_dist.workflows.job import client_scope
+
+    cfg = _config(config, cluster__scheduler=scheduler)
+    month = _check_month(month)
+    patterns = [str(p) for p in ([events] if isinstance(events, (str, bytes)) or hasattr(events, "__fspath__")
+                                 else events)]
+    if not patterns:
+        from mailseg_dist.core.errors import UsageError
+
+        raise UsageError("ingest-events expected at least one event file")
+    catalog = Catalog(cfg, data_dir=data_dir)
+    patterns = precheck(patterns, cfg)
+    with client_scope(cfg, client) as active:
+        return build(patterns, cfg, catalog, month=month, by_month=by_month, purchases=purchases, replace=replace,
+                     client=active)
 
 
 def view(out=None, *, port: int = 8501, host: str = "127.0.0.1", lang=None, config=None) -> dict:

@@ -64,9 +64,10 @@ def test_the_defaults_pass_every_constraint(checkout):
 
 
 def test_feature_names_are_the_clean_layer_columns_but_the_id():
-    from mailseg_dist.inputs.schema import CLEAN_COLUMNS, ID
+    from mailseg_dist.inputs.schema import EVENT_FEATURES, ID, USER_COLUMNS
 
-    assert settings.FEATURE_COLUMNS == tuple(c for c in CLEAN_COLUMNS if c != ID)
+    assert settings.FEATURE_COLUMNS == tuple(c for c in USER_COLUMNS if c != ID)
+    assert settings.EVENT_FEATURES == tuple(EVENT_FEATURES)
 
 
 def test_modules_acting_on_names_take_them_from_the_table():

@@ -30,8 +30,12 @@ DUPLICATE_IDS = ("keep_first",)
 NULL_COUNTS = ("zero", "reject")
 UPDATE_MODES = ("refit", "blend")
 # Model inputs: any numeric clean-layer column but the Id (a test keeps this equal to inputs.schema).
+# Columns only an events-built users table has (ingest-events; inputs.schema.EVENT_FEATURES).
+EVENT_FEATURES = ("days_since_open", "days_since_click", "campaigns", "click_hour")
 FEATURE_COLUMNS = ("send", "bounce", "open", "click", "Total", "Comprador", "hour", "day_of_week",
-                   "engagement_score")
+                   "engagement_score", *EVENT_FEATURES)
+# What an event type code may stand for: the four counted kinds, and `other` (counted in Total only).
+EVENT_KINDS = ("send", "open", "click", "bounce", "other")
 EXCEL_DATA_ROWS = 1_048_575  # 1,048,576 sheet rows minus the header
 SEED_MAX = 2**32 - 1         # sklearn's random_state bound
 MONTH_PATTERN = r"(\d{4})-(0[1-9]|1[0-2])"
@@ -125,6 +129,39 @@ class ListOf:
 
     def __str__(self) -> str:
         return f"a non-empty list of distinct names among {', '.join(map(str, self.item.values))}"
+
+
+class Texts:
+    """A list of distinct non-empty strings (event type codes); empty allowed when `empty` is set."""
+
+    def __init__(self, empty: bool = False):
+        self.empty = empty
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        if not isinstance(value, list) or (not value and not self.empty):
+            return False
+        return all(isinstance(v, str) and v.strip() for v in value) and len(set(value)) == len(value)
+
+    def __str__(self) -> str:
+        return "a list of distinct codes (text)"
+
+
+class TimeZone(Text):
+    """An IANA time zone name such as Europe/Madrid or UTC."""
+
+    def __init__(self):
+        super().__init__("an IANA time zone name (e.g. Europe/Madrid, UTC)")
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        if not super().is_satisfied_by(value):
+            return False
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return False
+        return True
 
 
 class ByteSize:
@@ -236,6 +273,21 @@ CONSTRAINTS: dict[str, list] = {
     "drift.bins": [_count(2)],
     "drift.psi_watch": [_positive()],
     "drift.psi_act": [_positive()],
+    "events.columns.event_id": [Text("a column name")],
+    "events.columns.customer_id": [Text("a column name")],
+    "events.columns.campaign_id": [Text("a column name")],
+    "events.columns.delivery_id": [Text("a column name"), None],
+    "events.columns.type": [Text("a column name")],
+    "events.columns.timestamp": [Text("a column name")],
+    **{f"events.types.{kind}": [Texts(empty=kind == "other")] for kind in EVENT_KINDS},
+    "events.timezone": [TimeZone()],
+    "events.sep": [Options(*SEPARATORS)],
+    "events.part_rows": [_count(1000)],
+    "events.users_parts": [Options("auto"), _count(1)],
+    "events.recency_cap_days": [_positive()],
+    "events.extra_features": [ListOf(Options(*EVENT_FEATURES)), None],
+    "events.purchases.customer_id": [Text("a column name")],
+    "events.purchases.date": [Text("a column name"), None],
     "cluster.scheduler": [Text("a scheduler address like tcp://HOST:PORT"), None],
     "cluster.n_workers": [_count(1)],
     "cluster.threads_per_worker": [_count(1)],
@@ -292,7 +344,19 @@ def _psi_bands(cfg: dict) -> Iterator[tuple[tuple[str, ...], str, Any]]:
         yield (("drift.psi_act", "drift.psi_watch"), f">= drift.psi_watch ({drift['psi_watch']})", drift["psi_act"])
 
 
-CROSS_KEY_RULES: tuple[Callable[[dict], Iterator], ...] = (_k_range, _seed_rows, _engagement_levels, _psi_bands)
+def _event_codes(cfg: dict) -> Iterator[tuple[tuple[str, ...], str, Any]]:
+    """A code may stand for one kind of event only (compared as the reader compares them)."""
+    seen: dict[str, str] = {}
+    for kind in EVENT_KINDS:
+        for code in cfg["events"]["types"][kind]:
+            key = code.strip().lower()
+            if key in seen and seen[key] != kind:
+                yield (f"events.types.{kind}",), f"codes not already listed under events.types.{seen[key]}", code
+            seen.setdefault(key, kind)
+
+
+CROSS_KEY_RULES: tuple[Callable[[dict], Iterator], ...] = (_k_range, _seed_rows, _engagement_levels, _psi_bands,
+                                                           _event_codes)
 
 
 def cross_key_violations(cfg: dict) -> Iterator[tuple[tuple[str, ...], str, Any]]:

@@ -22,6 +22,10 @@ OPTIONAL_COUNTS = ["bounce", "open", "click"]
 ENGAGEMENT = "engagement_score"
 SOURCE_ROW = "source_row"
 CLEAN_COLUMNS = [ID, *COUNTS, BUYER, *AVERAGES, ENGAGEMENT]
+# Extra per-user columns of a table built from an event log (ingest-events), after the clean columns;
+# selectable in features.columns like any clean column (a users table from a file lacks them).
+EVENT_FEATURES = ["days_since_open", "days_since_click", "campaigns", "click_hour"]
+USER_COLUMNS = [*CLEAN_COLUMNS, *EVENT_FEATURES]
 
 # Documented alias table (README "Input columns"): normalized header -> schema column.
 ALIASES: dict[str, str] = {

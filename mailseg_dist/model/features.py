@@ -20,7 +20,7 @@ import pandas as pd
 
 from mailseg_dist.core.errors import UsageError
 from mailseg_dist.core.settings import FEATURE_COLUMNS
-from mailseg_dist.inputs.schema import CLEAN_COLUMNS
+from mailseg_dist.inputs.schema import USER_COLUMNS
 
 LOG1P_COLUMNS = ("send", "bounce", "open", "click", "Total", "engagement_score")
 CYCLES = {"hour": (24.0, "hour"), "day_of_week": (7.0, "dow")}
@@ -59,11 +59,11 @@ def feature_names(fcfg: dict) -> list[str]:
 
 
 def raw_columns(fcfg: dict) -> list[str]:
-    """Clean-layer columns `feature_frame` reads (in clean-layer order)."""
+    """Users-table columns `feature_frame` reads (in clean-layer order, event-log extras last)."""
     needed = set(_columns(fcfg))
     if fcfg.get("rates"):
         needed.update(RATE_INPUTS)
-    return [c for c in CLEAN_COLUMNS if c in needed]
+    return [c for c in USER_COLUMNS if c in needed]
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> np.ndarray:

@@ -28,7 +28,7 @@ from mailseg_dist.core.parquet import parquet_files
 from mailseg_dist.core.stages import Stages
 from mailseg_dist.core.storage import as_location, parquet_metadata
 from mailseg_dist.inputs.sampling import U_COLUMN, draw_sample
-from mailseg_dist.inputs.schema import CLEAN_COLUMNS, ID
+from mailseg_dist.inputs.schema import ID, USER_COLUMNS
 from mailseg_dist.model.blend import fit_blend
 from mailseg_dist.model.engines import EngineResult, fit_many, get_engine
 from mailseg_dist.model.features import feature_frame, feature_names, raw_columns
@@ -124,7 +124,7 @@ def _read_users(users_path: Path, fcfg: dict):
     missing = [c for c in [ID, *raw_columns(fcfg)] if c not in present]
     if missing:
         raise InputDataError(f"{users_path}: users table lacks column(s) {missing} needed by the features")
-    columns = [c for c in CLEAN_COLUMNS if c in present]
+    columns = [c for c in USER_COLUMNS if c in present]
     return dd.read_parquet([str(f) for f in files], columns=columns), columns
 
 

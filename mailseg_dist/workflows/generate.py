@@ -24,3 +24,21 @@ def generate_file(rows: int, out, fmt: str | None, seed: int) -> dict:
     seconds = round(time.perf_counter() - started, 3)
     log.info("wrote %d users to %s in %.1f s", rows, path, seconds)
     return {"rows": rows, "path": str(path), "format": fmt, "seed": seed, "timings": {"generate": seconds}}
+
+
+def generate_events(rows: int, out, fmt: str | None, seed: int, months: int, start: str, tz: str,
+                    purchases: bool = True, sep: str = ",") -> dict:
+    """Write an event log of `rows` users a month for `months` months into the folder `out` (Parquet or gzip CSV)."""
+    from mailseg_dist.core.catalog import check_month
+    from mailseg_dist.inputs.event_generate import write_event_log
+
+    started = time.perf_counter()
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise UsageError(f"--rows expected a positive number of users, found {rows}")
+    if sep not in (",", ";"):
+        raise UsageError(f"--sep expected ',' or ';', found {sep!r}")
+    summary = write_event_log(out, rows, months, fmt or "parquet", seed, check_month(start), tz, purchases, sep)
+    seconds = round(time.perf_counter() - started, 3)
+    log.info("wrote %d events (%d users a month, %d months) to %s in %.1f s", summary["events"], rows, months,
+             summary["path"], seconds)
+    return {**summary, "rows": rows, "format": fmt or "parquet", "seed": seed, "timings": {"generate": seconds}}
