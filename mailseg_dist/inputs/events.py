@@ -1,13 +1,13 @@
 """The raw events layer → per-user partial sums → one users row per customer (and month), with Dask.
 
 How the work is split, and what it costs:
-1. One pass over the valid events' ids finds the duplicated event ids: the (id, place) pairs are cut
-   into hash buckets of the id (core.buckets), so all copies of an id meet in one task and no task
-   holds more than its bucket; only ids seen twice or more, with the place of their first copy
-   (file, row), come back to the client (a duplicate-free log sends back nothing). The same pass
-   finds the months and the time window of the events.
-   Cost: one extra read of the id/place/ts columns of the raw layer (Parquet, projected); memory is
-   the pairs of one bucket (16 bytes an event, ~√parts partitions' worth).
+1. One pass over the valid events' ids finds the duplicated event ids: `value_counts(split_out=n)`
+   is a tree reduction whose output is hash-partitioned by event id, so no worker ever holds more
+   than its share of the distinct ids; only ids seen twice or more, with the place of their first
+   copy (file, row), come back to the client (a duplicate-free log sends back nothing). The same
+   pass finds the months and the time window of the events.
+   Cost: one extra read of the id/ts columns of the raw layer (Parquet, projected) and a hash
+   aggregation of all event ids; memory is the distinct ids over n output partitions.
 2. Each raw partition turns its events into per-event indicator columns (map_partitions), and
    `groupby(customer).agg(..., split_out=n)` sums them: per-partition partial sums per customer
    (the chunk step), combined pairwise in a tree (split_every), hash-partitioned into n
@@ -18,12 +18,10 @@ How the work is split, and what it costs:
 
 from __future__ import annotations
 
-import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from mailseg_dist.core.buckets import bucket_count, bucketed
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.settings import EVENT_KINDS
 from mailseg_dist.inputs.schema import BUYER, ID
@@ -67,20 +65,10 @@ def position(frame: pd.DataFrame) -> pd.Series:
     return frame["file"].astype("int64") * 2**40 + frame["row"].astype("int64")
 
 
-def _valid_places(frame: pd.DataFrame) -> pd.DataFrame:
-    """Event id and place of the valid events (ids as numpy int64 when the layer's ids are integers: fast
-    hashing)."""
-    valid = frame[frame["ok"] & frame["event_id"].notna()]
-    ids = valid["event_id"]
-    ids = ids.astype("int64") if pd.api.types.is_integer_dtype(ids.dtype) else ids.astype(object)
-    return pd.DataFrame({"event_id": ids, "pos": position(valid)})
-
-
-def _bucket_kept(pieces: list[pd.DataFrame]) -> pd.Series:
-    """Event id → first place, for the ids of one bucket seen on more than one valid event."""
-    pairs = pd.concat(pieces, ignore_index=True)
-    repeated = pairs[pairs["event_id"].duplicated(keep=False)]
-    return repeated.groupby("event_id")["pos"].min()
+def _valid_ids(frame: pd.DataFrame) -> pd.Series:
+    """Event ids of the valid events (numpy int64 when the layer's ids are integers: fast hashing)."""
+    ids = frame.loc[frame["ok"], "event_id"].dropna()
+    return ids.astype("int64") if pd.api.types.is_integer_dtype(ids.dtype) else ids.astype(object)
 
 
 def _part_stats(frame: pd.DataFrame, tz: str, by_month: bool) -> pd.DataFrame:
@@ -88,6 +76,11 @@ def _part_stats(frame: pd.DataFrame, tz: str, by_month: bool) -> pd.DataFrame:
     ts = frame.loc[frame["ok"], "ts"].to_numpy(np.int64)
     month = local_month(pd.Series(ts), tz) if by_month else np.zeros(len(ts), dtype=np.int64)
     return pd.DataFrame({"month": month, "ts": ts}).groupby("month")["ts"].agg(["min", "max"]).reset_index()
+
+
+def _repeated_places(frame: pd.DataFrame, repeated: pd.Index) -> pd.DataFrame:
+    valid = frame[frame["ok"] & frame["event_id"].isin(repeated)]
+    return pd.DataFrame({"event_id": valid["event_id"], "pos": position(valid)})
 
 
 def local_ns(ts: pd.Series, tz: str) -> np.ndarray:
@@ -114,27 +107,29 @@ def local_month(ts: pd.Series, tz: str) -> np.ndarray:
     return month_number(local_ns(ts, tz))
 
 
-def first_pass(read: list[dict], tz: str, by_month: bool = True) -> dict:
+def first_pass(read: list[dict], tz: str, split_out: int, by_month: bool = True) -> dict:
     """Duplicated event ids (→ place of the copy kept), months and the time window of the valid events.
 
-    One computation over the id, place and time columns: the valid (event id, place) pairs meet by hash
-    bucket of the id (core.buckets), each bucket returning only its repeated ids with their first place,
-    beside the per-partition time stats. A value_counts(split_out) tree reduction plus a second pass for
-    the places took 66 s of 208 s at 50M events (load 2-5).
+    One computation: value_counts of the valid ids (tree reduction, split_out partitions) and the
+    per-partition time stats; a second, small one only when some id repeats: the first place of each.
     """
-    events = raw_events(read, ["event_id", "file", "row", "ts", "ok"])
+    events = raw_events(read, ["event_id", "ts", "ok"])
+    ids = events.map_partitions(_valid_ids, meta=_valid_ids(events._meta))
+    counts = ids.value_counts(split_out=split_out)
     stats_meta = pd.DataFrame({"month": pd.Series(dtype="int64"), "min": pd.Series(dtype="int64"),
                                "max": pd.Series(dtype="int64")})
     stats = events.map_partitions(_part_stats, tz, by_month, meta=stats_meta)
-    parts = events.to_delayed()
-    found = [dask.delayed(_bucket_kept)(pieces)
-             for pieces in bucketed(parts, _valid_places, "event_id", bucket_count(len(parts)))]
-    stats, *kept_parts = compute(stats, *found)
-    kept_parts = [k for k in kept_parts if len(k)]
-    kept = pd.concat(kept_parts).sort_index() if kept_parts else pd.Series(dtype="int64")
+    repeated, stats = compute(counts[counts > 1], stats)
+    kept = pd.Series(dtype="int64")
+    if len(repeated):
+        index = pd.Index(repeated.index)
+        located = raw_events(read, ["event_id", "file", "row", "ok"])
+        meta = pd.DataFrame({"event_id": located._meta["event_id"], "pos": pd.Series(dtype="int64")})
+        places = located.map_partitions(_repeated_places, index, meta=meta)
+        (kept,) = compute(places.groupby("event_id")["pos"].min())
     months = sorted(int(m) for m in stats["month"].unique()) if by_month else []
     empty = len(stats) == 0
-    return {"kept_copy": kept, "months": months, "duplicated_ids": len(kept),
+    return {"kept_copy": kept, "months": months, "duplicated_ids": len(repeated),
             "ts_min": None if empty else int(stats["min"].min()), "ts_max": None if empty else int(stats["max"].max())}
 
 
