@@ -137,14 +137,55 @@ def compare(out_m: Path, out_p: Path, users_path: str) -> dict:
             "equal": bool(same_ids and counts and means is not None and means < 1e-9)}
 
 
+START, END = "<!-- bench:events:start -->", "<!-- bench:events:end -->"
+FORMAT_LABEL = {"parquet": "Parquet", "csv.gz": "gzip CSV"}
+
+
+def _mem(mb: float) -> str:
+    return f"{mb / 1024:.1f} GiB"
+
+
+def render(records: list[dict]) -> str:
+    """README's table, one row per (events, format), from bench/results/events_<N>.json."""
+    lines = ["| events | mailseg wall | mailseg CPU s | mailseg peak RSS (tree) | pandas wall | pandas peak RSS | "
+             "tables equal | load before |", "|---|---|---|---|---|---|---|---|"]
+    for record in sorted(records, key=lambda r: r["events_requested"]):
+        for fmt, entry in record["results"].items():
+            m, p = entry["mailseg"], entry.get("pandas")
+            pandas = [f"{p['wall_s']:.0f} s", _mem(p["peak_rss_mb"])] if p else ["not run", "—"]
+            equal = "yes" if entry.get("check", {}).get("equal") else "not checked" if not p else "NO"
+            lines.append(f"| {record['events_requested'] / 1e6:g}M, {FORMAT_LABEL[fmt]} ({entry['input_mb']:.0f} MB) | "
+                         f"{m['wall_s']:.0f} s ({m['events_per_s'] / 1000:.0f}k events/s) | {m['cpu_s']:.0f} | "
+                         f"{_mem(m['peak_rss_mb'])} | {' | '.join(pandas)} | {equal} | {m['load_before']:.1f} |")
+    return "\n".join([START, *lines, END])
+
+
+def results_files() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((ROOT / "bench" / "results").glob("events_*.json"))]
+
+
+def readme_block(text: str) -> str:
+    return text[text.index(START):text.index(END) + len(END)]
+
+
+def write_readme() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    readme.write_text(text.replace(readme_block(text), render(results_files())), encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--formats", nargs="+", default=["parquet", "csv.gz"], choices=["parquet", "csv.gz"])
-    parser.add_argument("--workdir", default=str(ROOT / "bench" / "work_events"))
+    parser.add_argument("--workdir", default=str(ROOT / "bench" / ".work" / "events"))
     parser.add_argument("--skip-pandas", action="store_true")
     parser.add_argument("--one", nargs=3, metavar=("APPROACH", "FOLDER", "OUT"))
+    parser.add_argument("--readme", action="store_true", help="only rewrite README.md's table from the results")
     args = parser.parse_args()
+    if args.readme:
+        write_readme()
+        return
     if args.one:
         print(json.dumps(one(*args.one)))
         return

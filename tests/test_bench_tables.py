@@ -67,3 +67,14 @@ def test_readme_view_block_matches_its_results():
     assert results, "no bench/results/view_*.json: run python bench/bench_view.py"
     block = module.readme_block((ROOT / "README.md").read_text(encoding="utf-8"))
     assert block == module.render(results), "README.md's bench:view block differs: run bench/bench_view.py --readme"
+
+
+def test_readme_events_block_matches_its_results():
+    """README's event-log timings (issue 14) come from bench/results/events_*.json."""
+    spec = importlib.util.spec_from_file_location("bench_events", ROOT / "bench" / "bench_events.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.results_files()
+    assert results, "no bench/results/events_*.json: run python bench/bench_events.py"
+    block = module.readme_block((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert block == module.render(results), "README.md's bench:events block differs: run bench/bench_events.py --readme"
