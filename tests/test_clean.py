@@ -284,27 +284,3 @@ def test_vectorised_and_per_value_paths_clean_alike(null_counts):
     pd.testing.assert_frame_equal(clean_mixed[CLEAN_COLUMNS + ["_column", "_reason"]],
                                   clean_text[CLEAN_COLUMNS + ["_column", "_reason"]])
     assert clean_text["Id_raw"].fillna("").tolist() == text["Id"].tolist()  # as written, blank for a blank
-
-
-@pytest.mark.parametrize("id_kind", ["int", "str"])
-def test_duplicate_first_rows_by_hash_buckets_equals_pandas(id_kind):
-    """9 partitions (one empty) -> 3 buckets: every Id repeated within or across partitions is found with its lowest
-    valid source row, an invalid row never counts, exactly as a pandas groupby on the whole table says."""
-    from conftest import split_with_empty
-
-    from mailseg_dist.core.buckets import bucket_count
-    from mailseg_dist.inputs.duplicates import duplicate_first_rows
-
-    rng = np.random.default_rng(3)
-    n = 900
-    ids = rng.integers(0, 700, n)  # ~200 repeats, some three times
-    frame = pd.DataFrame({"Id": ids if id_kind == "int" else [f"u{i}" for i in ids],
-                          SOURCE_ROW: rng.permutation(n) + 2,
-                          "_reason": np.where(rng.random(n) < 0.1, "bad", None)})
-    ddf = split_with_empty(frame, nparts=9)
-    assert ddf.npartitions == 9 and bucket_count(9) == 3
-    found = duplicate_first_rows(ddf)
-    valid = frame[frame["_reason"].isna()]
-    expected = valid[valid["Id"].duplicated(keep=False)].groupby("Id")[SOURCE_ROW].min().sort_index()
-    assert len(expected) > 100
-    pd.testing.assert_series_equal(found, expected, check_names=False)

@@ -190,18 +190,16 @@ def merged_counts(before: pd.DataFrame, now: pd.DataFrame) -> tuple[pd.DataFrame
 
 def test_transitions_equal_a_pandas_merge_of_the_two_months(two_months, dask_client, monkeypatch):
     before, now, first, second = two_months
-    calls = []
+    computed = []
     real = drift.compute
 
     def spy(*collections):
-        calls.append(real(*collections))
-        return calls[-1]
+        computed.extend(type(c).__name__ for c in collections)
+        return real(*collections)
 
     monkeypatch.setattr(drift, "compute", spy)
     result = transitions(first, second)
-    # one compute, of each hash bucket's pair counts: never the months themselves
-    assert len(calls) == 1 and len(calls[0]) > 1
-    assert all(isinstance(c, pd.Series) and len(c) <= 5 * 5 for c in calls[0])
+    assert computed == ["Series"]  # one compute, of the pair counts: never the months themselves
     table, new, gone = merged_counts(before, now)
     table = table.reindex(index=result["clusters"], columns=result["clusters"], fill_value=0)
     assert result["counts"] == table.to_numpy().tolist()

@@ -38,7 +38,6 @@ from mailseg_dist.core.storage import (
     write_parquet,
 )
 from mailseg_dist.inputs.clean import coerce_partition, split_partition
-from mailseg_dist.inputs.duplicates import duplicate_first_rows
 from mailseg_dist.inputs.readers import read_chunks
 from mailseg_dist.inputs.schema import ID, SOURCE_ROW, id_is_integer
 
@@ -81,6 +80,17 @@ def _raw_layer_task(*args) -> dict | MailsegError:
         return exc
 
 
+def _duplicate_first_rows(coerced: dd.DataFrame) -> pd.Series:
+    """Id → lowest source row, for Ids that occur more than once among valid rows (small)."""
+    valid = coerced[coerced["_reason"].isna()][[ID, SOURCE_ROW]]
+    counts = valid[ID].value_counts()
+    (repeated,) = compute(counts[counts > 1].index)
+    if len(repeated) == 0:
+        return pd.Series(dtype="int64")
+    dups = valid[valid[ID].isin(list(repeated))]
+    return compute(dups.groupby(ID)[SOURCE_ROW].min())[0]
+
+
 def _write_clean_part(coerced: pd.DataFrame, first_rows: pd.Series, users_dir: str, rejects_dir: str,
                       index: int) -> dict:
     kept, ledger = split_partition(coerced, first_rows)
@@ -101,7 +111,7 @@ def clean_layer(raw_dir, users_dir, rejects_dir, id_type: str, ccfg: dict, manif
     raw = dd.read_parquet([str(p) for p in parquet_files(raw_dir)])
     meta = coerce_partition(raw._meta, id_type, ccfg)
     coerced = raw.map_partitions(coerce_partition, id_type, ccfg, meta=meta)
-    first_rows = duplicate_first_rows(coerced)
+    first_rows = _duplicate_first_rows(coerced)
     with atomic_dir(users_dir) as users_tmp, atomic_dir(rejects_dir) as rejects_tmp:
         tasks = [dask.delayed(_write_clean_part)(part, first_rows, str(users_tmp), str(rejects_tmp), i)
                  for i, part in enumerate(coerced.to_delayed())]
