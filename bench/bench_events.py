@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_fit import PeakRSS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readme_tables  # the README's marked blocks
+
 EVENTS_PER_USER = 4.68
 TZ = "Europe/Madrid"
 
@@ -157,7 +160,7 @@ def render(records: list[dict]) -> str:
             lines.append(f"| {record['events_requested'] / 1e6:g}M, {FORMAT_LABEL[fmt]} ({entry['input_mb']:.0f} MB) | "
                          f"{m['wall_s']:.0f} s ({m['events_per_s'] / 1000:.0f}k events/s) | {m['cpu_s']:.0f} | "
                          f"{_mem(m['peak_rss_mb'])} | {' | '.join(pandas)} | {equal} | {m['load_before']:.1f} |")
-    return "\n".join([START, *lines, END])
+    return "\n".join(lines) + "\n"
 
 
 def results_files() -> list[dict]:
@@ -165,13 +168,11 @@ def results_files() -> list[dict]:
 
 
 def readme_block(text: str) -> str:
-    return text[text.index(START):text.index(END) + len(END)]
+    return readme_tables.readme_block(text, START, END)
 
 
 def write_readme() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    readme.write_text(text.replace(readme_block(text), render(results_files())), encoding="utf-8")
+    readme_tables.write_block(render(results_files()), START, END)
 
 
 def main() -> None:

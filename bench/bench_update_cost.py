@@ -37,7 +37,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import bench_e2e as e2e  # noqa: E402  (machine, versions, load, children_cpu, git)
+import bench_e2e as e2e  # (machine, versions, load, children_cpu, git)
+import readme_tables  # the README's marked blocks
 
 WORK = HERE / ".work" / "update_cost"
 APPROACHES = ("update", "refit_auto", "refit_k")
@@ -132,7 +133,7 @@ def render(results: list[dict]) -> str:
                          f"{m['load_before'][0]:.1f} |")
     dates = ", ".join(f"{r['rows_per_month']:,}: {r['date']} commit `{r['commit']}`, "
                       f"{len(r['runs']['update'])} run(s) each, median" for r in results)
-    return "\n".join([START, *lines, "", f"Measured on {results[0]['machine']['cores']} cores ({dates}).", END])
+    return "\n".join([*lines, "", f"Measured on {results[0]['machine']['cores']} cores ({dates})."]) + "\n"
 
 
 def results_files() -> list[dict]:
@@ -140,13 +141,11 @@ def results_files() -> list[dict]:
 
 
 def readme_block(text: str) -> str:
-    return text[text.index(START):text.index(END) + len(END)]
+    return readme_tables.readme_block(text, START, END)
 
 
 def write_readme() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    readme.write_text(text.replace(readme_block(text), render(results_files())))
+    readme_tables.write_block(render(results_files()), START, END)
 
 
 def main() -> None:

@@ -40,6 +40,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from mailseg_dist.viewer import queries as q
 
+sys.path.insert(0, str(HERE))
+import readme_tables  # the README's marked blocks
+
 PART_ROWS = 250_000
 NAMES = ["Rebotes: limpiar lista", "Muy enviados, compromiso moderado", "Poco comprometidos de noche",
          "Núcleo muy comprometido", "Compradores de mañana", "Dormidos"]
@@ -199,7 +202,7 @@ def render(records: list[dict]) -> str:
                      f"{_s(t['search_present'])}; {_s(t['search_absent'])} | {export} | {rss} | "
                      f"{r['load_average'][0]:.1f} |")
     when = ", ".join(f"{r['rows']:,}: {r['when']}, median of {r['repeat']}" for r in records)
-    return "\n".join([START, *lines, "", f"({when}; {records[0]['cpus']} cores.)", END])
+    return "\n".join([*lines, "", f"({when}; {records[0]['cpus']} cores.)"]) + "\n"
 
 
 def results_files() -> list[dict]:
@@ -207,13 +210,11 @@ def results_files() -> list[dict]:
 
 
 def readme_block(text: str) -> str:
-    return text[text.index(START):text.index(END) + len(END)]
+    return readme_tables.readme_block(text, START, END)
 
 
 def write_readme() -> None:
-    readme = HERE.parent / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    readme.write_text(text.replace(readme_block(text), render(results_files())), encoding="utf-8")
+    readme_tables.write_block(render(results_files()), START, END)
 
 
 def main() -> None:

@@ -148,17 +148,23 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_block(text: str) -> str:
-    """The text between the markers (which must each appear once)."""
-    if text.count(START) != 1 or text.count(END) != 1:
-        raise ValueError(f"README.md must hold {START} and {END} once each")
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+def readme_block(text: str, start: str = START, end: str = END) -> str:
+    """The text between the markers (which must each appear once); every bench's README table uses these."""
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise ValueError(f"README.md must hold {start} and {end} once each")
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
 
 
-def replace_block(text: str, block: str) -> str:
-    readme_block(text)
-    before, rest = text.split(START, 1)
-    return before + START + "\n" + block + END + rest.split(END, 1)[1]
+def replace_block(text: str, block: str, start: str = START, end: str = END) -> str:
+    readme_block(text, start, end)
+    before, rest = text.split(start, 1)
+    return before + start + "\n" + block + end + rest.split(end, 1)[1]
+
+
+def write_block(block: str, start: str, end: str) -> None:
+    """README.md with the block between `start` and `end` replaced by `block`."""
+    text = README.read_text(encoding="utf-8")
+    README.write_text(replace_block(text, block, start, end), encoding="utf-8")
 
 
 def main() -> None:

@@ -47,34 +47,13 @@ def test_replace_block_keeps_the_text_around_the_markers(tables):
         tables.readme_block("no markers")
 
 
-def test_readme_update_cost_block_matches_its_results():
-    """README's update-against-refit table (issue 13) comes from bench/results/update_cost_*.json."""
-    spec = importlib.util.spec_from_file_location("bench_update_cost", ROOT / "bench" / "bench_update_cost.py")
+@pytest.mark.parametrize("script, issue", [("bench_update_cost", 13), ("bench_view", 15), ("bench_events", 14)])
+def test_each_bench_block_in_the_readme_matches_its_results(script, issue):
+    """README's update-against-refit (issue 13), viewer (15) and event-log (14) tables come from bench/results."""
+    spec = importlib.util.spec_from_file_location(script, ROOT / "bench" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     results = module.results_files()
-    assert results, "no bench/results/update_cost_*.json: run python bench/bench_update_cost.py"
-    block = module.readme_block((ROOT / "README.md").read_text())
-    assert block == module.render(results), "README.md's bench:update_cost block differs: run --readme"
-
-
-def test_readme_view_block_matches_its_results():
-    """README's viewer timings (issue 15) come from bench/results/view_*.json."""
-    spec = importlib.util.spec_from_file_location("bench_view", ROOT / "bench" / "bench_view.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    results = module.results_files()
-    assert results, "no bench/results/view_*.json: run python bench/bench_view.py"
+    assert results, f"no results for bench/{script}.py (issue {issue}): run it"
     block = module.readme_block((ROOT / "README.md").read_text(encoding="utf-8"))
-    assert block == module.render(results), "README.md's bench:view block differs: run bench/bench_view.py --readme"
-
-
-def test_readme_events_block_matches_its_results():
-    """README's event-log timings (issue 14) come from bench/results/events_*.json."""
-    spec = importlib.util.spec_from_file_location("bench_events", ROOT / "bench" / "bench_events.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    results = module.results_files()
-    assert results, "no bench/results/events_*.json: run python bench/bench_events.py"
-    block = module.readme_block((ROOT / "README.md").read_text(encoding="utf-8"))
-    assert block == module.render(results), "README.md's bench:events block differs: run bench/bench_events.py --readme"
+    assert block == module.render(results), f"README.md's block differs: run python bench/{script}.py --readme"
