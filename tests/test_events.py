@@ -139,6 +139,58 @@ def test_users_layer_has_the_ingest_columns_and_dtypes(tmp_path, dask_client):
 
 
 # ---------------------------------------------------------------- rejects and reconciliation
+def increasing_log(folder: Path, id_kind: str, reexport: bool) -> tuple[list[str], pd.DataFrame]:
+    """A log exported by date: increasing event ids, files a (rows 0-2999: 3 parts of 1000), an empty one and
+    b (3002 rows: 4 parts) where two events are copied inside one part; with `reexport`, a file c repeating
+    10 events of a's third part (a re-exported block). Returns the paths in order and the events they hold."""
+    events = random_events(6000, seed=3)
+    ids = pd.Series(np.arange(6000, dtype="int64") * 3)
+    events["event_id"] = ids.map(lambda i: f"ev-{i:07d}") if id_kind == "text" else ids  # padded: same order
+    events = pd.concat([events.iloc[:4500], events.iloc[[4005, 4100]], events.iloc[4500:]], ignore_index=True)
+    files = {"a": events.iloc[:3000], "empty": events.iloc[:0], "b": events.iloc[3000:]}
+    if reexport:
+        files["c"] = events.iloc[2500:2510]
+    folder.mkdir(parents=True)
+    for name, rows in files.items():
+        rows.to_parquet(folder / f"{name}.parquet", index=False)
+    return [str(folder / f"{name}.parquet") for name in files], pd.concat(files.values(), ignore_index=True)
+
+
+@pytest.mark.parametrize("id_kind", ["int", "text"])
+@pytest.mark.parametrize("reexport", [False, True])
+def test_only_parts_whose_event_id_ranges_overlap_are_compared_for_repeated_ids(tmp_path, dask_client, id_kind,
+                                                                               reexport):
+    """Increasing ids: each part's own repeats suffice (no second read of any part); a re-exported block meets
+    only the part it repeats, and those two alone go through the value_counts. The first copy is kept."""
+    paths, events = increasing_log(tmp_path / "in", id_kind, reexport)
+    catalog = Catalog(config(), data_dir=tmp_path / "data")
+    summary = ingest_events(paths, config(), catalog, month="2026-02", client=dask_client)
+    repeated = int(events["event_id"].duplicated().sum())
+    assert repeated == 2 + (10 if reexport else 0)
+    assert summary["manifests"][0]["rejects_by_reason"] == {"duplicate event id": repeated}
+    assert summary["events_used"] == len(events) - repeated
+    assert summary["duplicate_scan"] == {"parts": 3 + 4 + reexport, "parts_compared": 2 if reexport else 0}
+    assert_same_users(users_of(catalog, "2026-02"), pandas_users(events, window_end_of(events)))
+    ledger = pd.read_parquet(catalog.rejects("2026-02"))
+    places = sorted(zip(ledger["file"].map(lambda p: Path(p).stem), ledger[SOURCE_ROW]))
+    assert places == [("b", 1501), ("b", 1502)] + ([("c", row) for row in range(1, 11)] if reexport else [])
+
+
+def test_overlapping_parts_follow_chains_of_ranges_and_take_every_part_when_ids_mix_numbers_and_text():
+    from mailseg_dist.inputs.events import overlapping_parts
+
+    def part(name, low, high, text=False):
+        rng = None if low is None else (low, high)
+        return {"name": name, "text_ids": ["event_id"] if text else [], "summary": {"id_range": rng}}
+
+    parts = [part("a", 0, 10), part("b", 20, 30), part("c", 25, 40), part("d", 39, 50), part("e", 51, 60),
+             part("none", None, None), part("f", 60, 60)]
+    assert sorted(p["name"] for p in overlapping_parts(parts, ())) == ["b", "c", "d", "e", "f"]
+    assert [p["name"] for p in overlapping_parts(parts[:2], ())] == []
+    mixed = [part("n", 1, 5), part("t", "x1", "x5", text=True)]
+    assert sorted(p["name"] for p in overlapping_parts(mixed, ("event_id",))) == ["n", "t"]
+
+
 def test_duplicates_unknown_types_bad_timestamps_and_missing_customers_are_rejected_with_reasons(tmp_path,
                                                                                               dask_client):
     events = random_events(2000, seed=1).astype({"customer_id": "object"})

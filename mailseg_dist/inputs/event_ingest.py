@@ -237,12 +237,12 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
     scope = dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext()
     raw_dir = catalog.data_dir / cfg["paths"]["raw_subdir"] / f"events={digest[:16]}"
     with scope:
-        read = write_raw_events(files, raw_dir, cfg["events"], client)
+        read = write_raw_events(files, raw_dir, cfg["events"], client, by_month)
         t_read = time.perf_counter()
         total = sum(r["rows"] for r in read)
         split_out = cfg["events"]["users_parts"]
         split_out = max(1, -(-total // EVENTS_PER_USERS_PART)) if split_out == "auto" else split_out
-        first = ev.first_pass(read, cfg["events"]["timezone"], split_out, by_month)
+        first = ev.first_pass(read, split_out, by_month)
         t_first = time.perf_counter()
         months = [_month_text(m) for m in first["months"]] if by_month else [month]
         first["all_months"] = months
@@ -272,7 +272,8 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
     timings = {"read": round(t_read - started, 3), "duplicates": round(t_first - t_read, 3),
                "aggregate": round(t_agg - t_first, 3),
                "total": round(time.perf_counter() - started, 3)}
-    return _summary(manifests, [m for m in months if m not in todo], timings)
+    scan = {"parts": sum(len(r["parts"]) for r in read), "parts_compared": first["parts_compared"]}
+    return {**_summary(manifests, [m for m in months if m not in todo], timings), "duplicate_scan": scan}
 
 
 def _skipped(months: list[str], catalog: Catalog, started: float) -> dict:

@@ -30,6 +30,7 @@ from mailseg_dist.core.atomic import atomic_dir
 from mailseg_dist.core.errors import InputDataError, MailsegError
 from mailseg_dist.core.settings import EVENT_KINDS
 from mailseg_dist.core.storage import as_location, is_remote, local_copy, write_parquet
+from mailseg_dist.inputs.events import part_summary
 
 ROLES = ("event_id", "customer_id", "campaign_id", "type", "timestamp")  # columns the aggregation needs
 RAW_COLUMNS = ["event_id", "customer", "campaign", "kind", "ts", "file", "row", "ok", "reason", "column", "value"]
@@ -204,19 +205,21 @@ def typed_block(table: pa.Table, columns: dict, codes: dict, file_index: int, fi
     return frame
 
 
-def write_file_parts(path: str, file_index: int, raw_dir: str, ecfg: dict) -> dict:
-    """Read one event file into raw parts `f<file>-p<part>.parquet` under `raw_dir`; return what was read."""
+def write_file_parts(path: str, file_index: int, raw_dir: str, ecfg: dict, by_month: bool = False) -> dict:
+    """Read one event file into raw parts `f<file>-p<part>.parquet` under `raw_dir`; return what was read,
+    with each part's summary for the first pass (events.part_summary: no second read of the part)."""
     with local_copy(path) as local:
         batches = _parquet_batches(local, ecfg) if event_format(path) == "parquet" else _csv_batches(local, ecfg)
         codes = kind_codes(ecfg["types"])
-        rows, parts, text_ids = 0, [], set()
+        rows, parts = 0, []
         try:
             for block in _rebatch(batches, ecfg["part_rows"]):
                 frame = typed_block(block, ecfg["columns"], codes, file_index, rows + 1)
-                text_ids.update(c for c in _TEXT_IDS if not pd.api.types.is_integer_dtype(frame[c]))
+                own_text = {c for c in _TEXT_IDS if not pd.api.types.is_integer_dtype(frame[c])}
                 name = as_location(raw_dir) / f"f{file_index:05d}-p{len(parts):05d}.parquet"
                 write_parquet(pa.Table.from_pandas(frame, preserve_index=False), name)
-                parts.append({"path": str(name), "rows": len(frame), "text_ids": sorted(text_ids)})
+                parts.append({"path": str(name), "rows": len(frame), "text_ids": sorted(own_text),
+                              "summary": part_summary(frame, ecfg["timezone"], by_month)})
                 rows += len(frame)
         except pa.ArrowInvalid as exc:
             raise InputDataError(f"{path}: cannot parse the event file ({str(exc).splitlines()[0]})") from None
@@ -231,14 +234,14 @@ def _file_task(*args) -> dict | MailsegError:
         return exc
 
 
-def write_raw_events(paths: list[str], raw_dir, ecfg: dict, client=None) -> list[dict]:
+def write_raw_events(paths: list[str], raw_dir, ecfg: dict, client=None, by_month: bool = False) -> list[dict]:
     """Every file → raw parts in one folder (atomic), one task per file on the workers when a client is given."""
     with atomic_dir(as_location(raw_dir)) as tmp:
         if client is not None:
-            futures = [client.submit(_file_task, p, i, str(tmp), ecfg, pure=False) for i, p in enumerate(paths)]
+            futures = [client.submit(_file_task, p, i, str(tmp), ecfg, by_month, pure=False) for i, p in enumerate(paths)]
             read = client.gather(futures)
         else:
-            read = [_file_task(p, i, str(tmp), ecfg) for i, p in enumerate(paths)]
+            read = [_file_task(p, i, str(tmp), ecfg, by_month) for i, p in enumerate(paths)]
         for result in read:
             if isinstance(result, MailsegError):
                 raise result
