@@ -36,6 +36,7 @@ ROLES = ("event_id", "customer_id", "campaign_id", "type", "timestamp")  # colum
 RAW_COLUMNS = ["event_id", "customer", "campaign", "kind", "ts", "file", "row", "ok", "reason", "column", "value"]
 _TEXT_IDS = ("event_id", "customer", "campaign")
 _NULLABLE = {pa.int64(): pd.Int64Dtype()}  # ids with blanks stay exact integers
+_TEXT = {pa.large_string(): pd.StringDtype()}
 
 
 def event_format(path) -> str:
@@ -201,6 +202,8 @@ def typed_block(table: pa.Table, columns: dict, codes: dict, file_index: int, fi
             column[i] = columns[role] if column[i] is None else f"{column[i]};{columns[role]}"
             value[i] = shown if value[i] is None else f"{value[i]};{shown}"
     frame["ok"] = pd.isna(reason)  # read alone by the passes that only need to skip rejected rows
+    if frame["ok"].all():  # the common block: null text from Arrow, not from a million Python Nones (0.1 s)
+        reason = column = value = pa.nulls(n, pa.large_string()).to_pandas(types_mapper=_TEXT.get).array
     frame["reason"], frame["column"], frame["value"] = (pd.array(v, dtype="string") for v in (reason, column, value))
     return frame
 

@@ -211,12 +211,13 @@ def _indicators(frame: pd.DataFrame, kept_copy: pd.Series, tz: str, by_month: bo
         out["customer"] = out["customer"].astype("int64")
     if by_month:
         out["month"] = month_number(local)
+    # int8 per event (an hour fits): 43 bytes an event instead of 96; a sum of int8 is int64 in pandas and Dask
     for name in ("send", "open", "click", "bounce"):
-        out[name] = (kind == _KIND[name]).astype(np.int64)
-    out["Total"] = np.ones(len(used), dtype=np.int64)
-    out["hour_sum"] = hour
-    out["dow_sum"] = weekday
-    out["click_hour_sum"] = np.where(kind == _KIND["click"], hour, 0)
+        out[name] = (kind == _KIND[name]).astype(np.int8)
+    out["Total"] = np.ones(len(used), dtype=np.int8)
+    out["hour_sum"] = hour.astype(np.int8)
+    out["dow_sum"] = weekday.astype(np.int8)
+    out["click_hour_sum"] = np.where(kind == _KIND["click"], hour, 0).astype(np.int8)
     out["last_open"] = np.where(kind == _KIND["open"], ts, NO_TIME)
     out["last_click"] = np.where(kind == _KIND["click"], ts, NO_TIME)
     out["campaign"] = used["campaign"].to_numpy()
@@ -242,6 +243,9 @@ def user_sums(events: pd.DataFrame | dd.DataFrame, split_out: int | None = None)
         sums = events.groupby("customer").agg(spec)
         sums["campaigns"] = events.groupby("customer")["campaign"].nunique()
         return sums
+    # Dask's p2p shuffle (its default on a cluster) moves the partial sums: it spills to disk, so a log of any
+    # size fits the workers. The task shuffle was faster but held them all in memory (50M events, 2 workers:
+    # 46 s and 3.9 GiB for the process tree, against 53 s and 1.9 GiB; bench/bench_events.py).
     sums = events.groupby("customer").agg(spec, split_out=split_out)
     campaigns = events.groupby("customer")["campaign"].nunique(split_out=split_out).rename("campaigns")
     # Both reductions hash-partition their output by customer the same way (split_out = n on the same key),
