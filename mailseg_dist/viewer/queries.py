@@ -9,38 +9,29 @@ same filter as an expression (predicate and column pushdown), streamed one recor
 10M-user folder is never held in memory. `Filters.sql` and `Filters.expression` state one filter twice;
 the tests hold both to a pandas filter of the same users.
 
-A folder is *published* when its ``run_summary.json`` exists (the job writes
-it last); anything else is refused with `NotPublished`, one line saying why.
+The folder itself (`open_results`, `Results`, `NotPublished`) is results.py; the filter (`Filters`) is
+filters.py; both are re-exported here, the one module Python users need.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from mailseg_dist.core.catalog import (
-    CURRENT_JSON,
-    FIGURE_FILES,
-    FIGURES_SUBDIR,
-    MONTHS_SUBDIR,
-    PLAIN_JSON,
-    SEGMENTS_JSON,
-    SUMMARY_JSON,
-    USERS_SUBDIR,
-    VERSION_JSON,
-    VERSIONS_SUBDIR,
-    check_month,
-)
+from mailseg_dist.core.catalog import MONTHS_SUBDIR, PLAIN_JSON, USERS_SUBDIR, check_month
 from mailseg_dist.core.errors import UsageError
-from mailseg_dist.core.storage import as_location, is_remote, location
 from mailseg_dist.segments.texts import WEEKDAYS
+from mailseg_dist.viewer.filters import Filters
+from mailseg_dist.viewer.results import NotPublished, Results, open_results, read_json, users_dataset
+
+__all__ = ["Filters", "NotPublished", "Results", "open_results", "count", "page", "distinct", "advice_kind",
+           "advice_kinds", "to_params", "from_params", "find_user", "best_time", "centre_distance", "neutralise",
+           "export_csv", "month_shares", "transitions", "movers"]
 
 ID = "Id"
 PAGE_COLUMNS = ["Id", "segmento", "nivel", "recomendacion", "silhouette_score", "Comprador", "hour", "day_of_week",
@@ -50,249 +41,6 @@ EXPORT_HEADERS = {"es": ["Id", "segmento", "recomendacion", "mejor_momento"],
                   "en": ["Id", "segment", "recommendation", "best_send_time"]}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 BATCH_ROWS = 65_536
-
-
-class NotPublished(UsageError):
-    """The folder holds no finished run (no run_summary.json): missing, half-written, or not an output folder."""
-
-
-# ---------------------------------------------------------------- the folder
-def _read_json(path) -> dict:
-    return json.loads(as_location(path).read_text(encoding="utf-8"))
-
-
-def _dataset(folder):
-    """A pyarrow dataset of the Parquet parts under `folder` (local, or an object store through fsspec)."""
-    import pyarrow.dataset as ds
-
-    folder = as_location(folder)
-    if is_remote(folder):
-        from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-        return ds.dataset(folder.path, format="parquet", filesystem=PyFileSystem(FSSpecHandler(folder.fs)))
-    return ds.dataset(str(folder), format="parquet")
-
-
-@dataclass
-class Results:
-    """One published output folder (or one stored version of it), read-only.
-
-    `root` is the output folder; `base` the folder whose files this object shows: `root` itself (the current
-    version) or ``modelos/<version>/`` for an earlier month.
-    """
-
-    root: object
-    base: object
-    summary: dict
-    version: str | None = None
-    _users: object = field(default=None, repr=False)
-    _db: object = field(default=None, repr=False)
-
-    @property
-    def month(self) -> str | None:
-        return self.summary.get("month")
-
-    def segments(self) -> pd.DataFrame:
-        """The segment table (segmentos.json), one row per cluster id, in cluster order."""
-        path = self.base / SEGMENTS_JSON
-        if not path.exists():
-            raise NotPublished(f"{path}: segment table not found; the folder is not a finished `mailseg run` output")
-        data = _read_json(path)
-        table = pd.DataFrame(data["segments"]).set_index("cluster").sort_index()
-        table.attrs["population"] = data.get("population", {})
-        return table
-
-    def figures(self) -> dict:
-        """Figure name → path, for the figures this folder holds (report order)."""
-        folder = self.base / FIGURES_SUBDIR
-        return {name: folder / file for name, file in FIGURE_FILES.items() if (folder / file).exists()}
-
-    def users(self):
-        """The per-user results as a pyarrow dataset (opened once)."""
-        if self._users is None:
-            folder = self.base / USERS_SUBDIR
-            if not folder.exists():
-                raise NotPublished(f"{folder}: per-user results not found")
-            self._users = _dataset(folder)
-        return self._users
-
-    def sql(self):
-        """(DuckDB cursor, FROM clause) over the per-user results: the Parquet files the dataset lists, read by
-        DuckDB itself (local; filter pushdown and late materialisation of the other columns), or the pyarrow
-        dataset handed to DuckDB (object store). A cursor per call: Streamlit serves sessions on threads."""
-        import duckdb
-
-        data = self.users()
-        if self._db is None:
-            self._db = duckdb.connect(config={"threads": 2, "memory_limit": "512MB",
-                                              "preserve_insertion_order": True})
-        cursor = self._db.cursor()
-        if is_remote(self.base):  # a registered object is seen by the cursor that registered it only
-            cursor.register("usuarios", data)
-            return cursor, "usuarios"
-        files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in data.files)
-        return cursor, f"read_parquet([{files}])"
-
-    def months(self) -> list[dict]:
-        """Every month kept under meses/ with the version that wrote it, oldest first."""
-        root = self.root / MONTHS_SUBDIR
-        if not root.is_dir():
-            return []
-        found = []
-        for path in sorted(root.iterdir()):
-            if (path / VERSION_JSON).exists() and (path / USERS_SUBDIR).exists():
-                found.append(_read_json(path / VERSION_JSON))
-        return found
-
-    def versions(self) -> list[dict]:
-        """run_summary.json of every sealed version (oldest first), with its id: shares over time."""
-        root = self.root / VERSIONS_SUBDIR
-        if not root.is_dir():
-            return []
-        out = []
-        for path in sorted(p for p in root.iterdir() if (p / VERSION_JSON).exists()):
-            if (path / SUMMARY_JSON).exists():
-                out.append({**_read_json(path / SUMMARY_JSON), "version": path.name})
-        return sorted(out, key=lambda s: s["version"])
-
-    def for_month(self, month: str) -> Results:
-        """The same folder as it was published for `month` (that month's version), or self when current."""
-        if month == self.month:
-            return self
-        record = self.root / MONTHS_SUBDIR / check_month(month) / VERSION_JSON  # YYYY-MM only: no ../
-        if not record.exists():
-            raise NotPublished(f"{record}: month {month!r} is not kept in this folder")
-        version = _read_json(record)["version"]
-        base = self.root / VERSIONS_SUBDIR / version
-        if not (base / SUMMARY_JSON).exists():
-            raise NotPublished(f"{base}: version {version} has no {SUMMARY_JSON}")
-        return Results(self.root, base, _read_json(base / SUMMARY_JSON), version)
-
-
-def open_results(out) -> Results:
-    """The published output folder `out` (path or store URL); NotPublished (a UsageError) if it is not one."""
-    root = location(out, "output folder")
-    summary_path = root / SUMMARY_JSON
-    if not root.exists():
-        raise NotPublished(f"{root}: folder not found; pass the output folder of `mailseg run` (--out)")
-    if not summary_path.exists():
-        raise NotPublished(f"{root}: no {SUMMARY_JSON}, so no finished run here (a job still running, one that "
-                           "stopped half-way, or not a mailseg output folder); run `mailseg run` first")
-    try:
-        summary = _read_json(summary_path)
-    except (OSError, ValueError) as exc:
-        raise NotPublished(f"{summary_path}: not readable ({exc})") from None
-    pointer = root / VERSIONS_SUBDIR / CURRENT_JSON
-    version = _read_json(pointer).get("version") if pointer.exists() else summary.get("version")
-    return Results(root, root, summary, version)
-
-
-# ---------------------------------------------------------------- filters
-@dataclass(frozen=True)
-class Filters:
-    """Which users: every field None (or empty) means no condition on it.
-
-    clusters: segment ids; levels: "Alta"/"Baja" (the file's words); recommendations: exact advice texts;
-    silhouette: (low, high) inclusive; buyer: True/False; days: weekdays 0=Monday of the best send time
-    (the user's mean weekday rounded, as the advice uses it); hours: (first, last) hour of it, inclusive.
-    """
-
-    clusters: tuple[int, ...] | None = None
-    levels: tuple[str, ...] | None = None
-    recommendations: tuple[str, ...] | None = None
-    silhouette: tuple[float, float] | None = None
-    buyer: bool | None = None
-    days: tuple[int, ...] | None = None
-    hours: tuple[int, int] | None = None
-
-    def expression(self):
-        """The filter as one pyarrow expression (None: all users), evaluated inside the scan."""
-        import pyarrow.compute as pc
-
-        parts = []
-        if self.clusters:
-            parts.append(pc.field("cluster").isin([int(c) for c in self.clusters]))
-        if self.levels:
-            parts.append(pc.field("nivel").isin(list(self.levels)))
-        if self.recommendations:
-            parts.append(pc.field("recomendacion").isin(list(self.recommendations)))
-        if self.silhouette is not None:
-            low, high = self.silhouette
-            parts.append((pc.field("silhouette_score") >= float(low)) & (pc.field("silhouette_score") <= float(high)))
-        if self.buyer is not None:
-            parts.append(pc.field("Comprador") == (1 if self.buyer else 0))
-        if self.days:
-            parts.append(_any([_day_is(int(d)) for d in sorted(set(self.days))]))
-        if self.hours is not None:
-            parts.append(_hours_between(*self.hours))
-        expr = None
-        for part in parts:
-            expr = part if expr is None else expr & part
-        return expr
-
-    def sql(self) -> tuple[str, list]:
-        """The same filter as a SQL WHERE condition with its parameters ("TRUE", [] for all users)."""
-        parts, params = [], []
-
-        def among(column: str, values) -> None:
-            parts.append(f'"{column}" IN ({", ".join("?" * len(values))})')
-            params.extend(values)
-
-        if self.clusters:
-            among("cluster", [int(c) for c in self.clusters])
-        if self.levels:
-            among("nivel", list(self.levels))
-        if self.recommendations:
-            among("recomendacion", list(self.recommendations))
-        if self.silhouette is not None:
-            parts.append('"silhouette_score" BETWEEN ? AND ?')
-            params += [float(self.silhouette[0]), float(self.silhouette[1])]
-        if self.buyer is not None:
-            parts.append('"Comprador" = ?')
-            params.append(1 if self.buyer else 0)
-        if self.days:
-            days = []
-            for day in sorted({int(d) for d in self.days}):
-                low = None if day == 0 else f'"day_of_week" >= {day - 0.5!r}'
-                high = None if day == 6 else f'"day_of_week" < {day + 0.5!r}'
-                days.append(" AND ".join(c for c in (low, high) if c) or "TRUE")
-            parts.append("(" + " OR ".join(f"({d})" for d in days) + ")")
-        if self.hours is not None:
-            first, last = int(self.hours[0]), int(self.hours[1])
-            if not (0 <= first <= last <= 23):
-                raise UsageError(f"hours expected 0 <= first <= last <= 23, found {first}-{last}")
-            inside = f'("hour" >= {first - 0.5!r} AND "hour" < {last + 0.5!r})'
-            parts.append(f'({inside} OR "hour" >= 23.5)' if first == 0 else inside)
-        return (" AND ".join(parts) or "TRUE"), params
-
-
-def _any(exprs):
-    out = exprs[0]
-    for e in exprs[1:]:
-        out = out | e
-    return out
-
-
-def _day_is(day: int):
-    """Rounded mean weekday == day, clipped to 0..6 (recommend._time_keys), as bounds on the float column."""
-    import pyarrow.compute as pc
-
-    col = pc.field("day_of_week")
-    low = None if day == 0 else col >= day - 0.5
-    high = None if day == 6 else col < day + 0.5
-    return low if high is None else high if low is None else low & high
-
-
-def _hours_between(first: int, last: int):
-    """Rounded mean hour (23.5 and later round to 0) within [first, last], as bounds on the float column."""
-    import pyarrow.compute as pc
-
-    col = pc.field("hour")
-    first, last = int(first), int(last)
-    if not (0 <= first <= last <= 23):
-        raise UsageError(f"hours expected 0 <= first <= last <= 23, found {first}-{last}")
-    inside = (col >= first - 0.5) & (col < last + 0.5)
-    return inside | (col >= 23.5) if first == 0 else inside
 
 
 def count(results: Results, filters: Filters = Filters()) -> int:
@@ -426,7 +174,7 @@ def centre_distance(results: Results, row: dict) -> dict:
     none = {"distance": None, "distance_other": None}
     if not path.exists():
         return none
-    plain = _read_json(path)
+    plain = read_json(path)
     if any(f not in row for f in plain["features"]):
         return none
     x = (np.array([row[f] for f in plain["features"]], dtype=float) - np.asarray(plain["scaler"]["mean"])) \
@@ -510,7 +258,7 @@ def transitions(results: Results, month_from: str, month_to: str) -> pd.DataFram
         folder = results.root / MONTHS_SUBDIR / check_month(month) / USERS_SUBDIR
         if not folder.exists():
             raise NotPublished(f"{folder}: month {month!r} is not kept in this folder")
-        return _dataset(folder).to_table(columns=[ID, "cluster"])
+        return users_dataset(folder).to_table(columns=[ID, "cluster"])
 
     then = clusters(month_from).rename_columns([ID, "then"])
     now = clusters(month_to).rename_columns([ID, "now"])
@@ -528,7 +276,7 @@ def movers(results: Results, month_from: str, month_to: str, cluster_from: int, 
 
     def ids(month, cluster):
         folder = results.root / MONTHS_SUBDIR / check_month(month) / USERS_SUBDIR
-        return _dataset(folder).to_table(columns=[ID], filter=pc.field("cluster") == int(cluster))
+        return users_dataset(folder).to_table(columns=[ID], filter=pc.field("cluster") == int(cluster))
 
     then, now = ids(month_from, cluster_from), ids(month_to, cluster_to)
     return then.join(now, ID, join_type="inner").slice(0, limit).to_pandas()
