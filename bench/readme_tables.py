@@ -60,10 +60,18 @@ def _users(rows: int) -> str:
     return f"{rows:,}"
 
 
+def short_reason(reason: str) -> str:
+    """A failure as a table cell: the exception's own line (the last of the stderr tail, which joins lines
+    with " | "), its first sentence; a skip or timeout reason as it is."""
+    last = reason.split(" | ")[-1].strip()
+    head, dot, _ = last.partition(". ")
+    return head + dot.strip() if dot else last
+
+
 def approach_row(entry: dict) -> str:
     if entry["status"] != "ok":
         word = {"skipped": "not run", "timeout": "timeout", "failed": "failed"}.get(entry["status"], entry["status"])
-        return f"| {entry['label']} | {word}: {entry.get('reason', '')} | — | — | — | — | — |"
+        return f"| {entry['label']} | {word}: {short_reason(entry.get('reason', ''))} | — | — | — | — | — |"
 
     def pair(base: str) -> str:
         return f"{_x(entry[f'speedup_vs_{base}'])} / {_x(entry[f'cpu_speedup_vs_{base}'])}" \
@@ -138,7 +146,7 @@ def render(results: list[dict]) -> str:
         "time includes process start, imports and any cluster start; memory is the peak summed RSS of the process tree",
         "(client, scheduler, workers). The seed approach is pandas `read_excel`, StandardScaler, `MiniBatchKMeans` k=6,",
         "`silhouette_samples` on 10,000 sampled users and `to_excel` (openpyxl); sklearn and dask-ml only read, scale and",
-        "fit k=6; `mailseg run` writes every output. Load average: other jobs shared this machine.",
+        "fit k=6; `mailseg run` writes every output. Each table gives the load average at its start and end (another job on a 2-core machine slows every figure).",
     ]
     for r in results:
         lines += ["", *size_section(r)]

@@ -57,3 +57,10 @@ def test_each_bench_block_in_the_readme_matches_its_results(script, issue):
     assert results, f"no results for bench/{script}.py (issue {issue}): run it"
     block = module.readme_block((ROOT / "README.md").read_text(encoding="utf-8"))
     assert block == module.render(results), f"README.md's block differs: run python bench/{script}.py --readme"
+
+
+def test_a_failure_shows_the_exception_line_and_a_skip_its_reason(tables):
+    tail = 'File "x.py", line 3, in f | raise E | pkg.KilledWorker: task t died on 4 workers. See the docs.'
+    assert tables.short_reason(tail) == "pkg.KilledWorker: task t died on 4 workers."
+    skip = "the notebook reads one Excel sheet, at most 1,048,575 users"
+    assert tables.short_reason(skip) == skip
