@@ -289,6 +289,36 @@ def test_the_same_events_again_are_skipped_and_other_events_refused_without_repl
     assert users_of(catalog, "2026-01")["Total"].sum() == 900
 
 
+def test_a_by_month_rerun_of_the_same_files_is_skipped_without_reading_them(tmp_path, dask_client, monkeypatch):
+    import mailseg_dist.inputs.event_ingest as event_ingest
+
+    paths = write_files(random_events(1200, seed=8), tmp_path / "in", 3)
+    catalog = Catalog(config(), data_dir=tmp_path / "data")
+    first = ingest_events(paths, config(), catalog, by_month=True, client=dask_client)
+    assert first["months"] == ["2026-01", "2026-02"]
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the event files were read again")
+
+    monkeypatch.setattr(event_ingest, "write_raw_events", no_reading)
+    again = ingest_events(paths, config(), catalog, by_month=True, client=dask_client)
+    assert again["skipped"] and again["skipped_months"] == ["2026-01", "2026-02"]
+    with pytest.raises(AssertionError, match="read again"):  # other settings: the files are read
+        ingest_events(paths, config(timezone="UTC"), catalog, by_month=True, client=dask_client)
+
+
+def test_a_failed_run_leaves_no_raw_events_copy_behind(tmp_path, dask_client):
+    paths = write_files(random_events(600, seed=9), tmp_path / "in", 3)
+    buyers = tmp_path / "compras.csv"
+    pd.DataFrame({"cliente": [1, 2]}).to_csv(buyers, index=False)  # not the configured customer column
+    catalog = Catalog(config(), data_dir=tmp_path / "data")
+    with pytest.raises(ms.InputDataError, match="compras.csv"):
+        ingest_events(paths, config(), catalog, month="2026-01", purchases=str(buyers), client=dask_client)
+    raw = tmp_path / "data" / load_config()["paths"]["raw_subdir"]
+    assert not raw.exists() or list(raw.iterdir()) == []
+    assert catalog.months() == []
+
+
 # ---------------------------------------------------------------- errors
 def test_a_missing_column_is_one_line_naming_file_and_column_exit_3(tmp_path):
     events = random_events(50).rename(columns={"event_type": "tipo"})

@@ -234,9 +234,12 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
     source = files[0] if len(files) == 1 else f"{len(files)} event files ({files[0]}, ...)"
     if not by_month and not _check_months(catalog, [month], digest, request, replace, source):
         return _skipped([month], catalog, started)
+    built = _months_built_from(catalog, digest, request) if by_month and not replace else []
+    if built:
+        return _skipped(built, catalog, started)
     scope = dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext()
     raw_dir = catalog.data_dir / cfg["paths"]["raw_subdir"] / f"events={digest[:16]}"
-    with scope:
+    with scope, _removed_at_the_end(raw_dir):
         read = write_raw_events(files, raw_dir, cfg["events"], client, by_month)
         t_read = time.perf_counter()
         total = sum(r["rows"] for r in read)
@@ -250,7 +253,6 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
             raise InputDataError(f"{source}: no event has a usable timestamp: no month to build")
         todo = _check_months(catalog, months, digest, request, replace, source)
         if not todo:
-            remove_tree(raw_dir)
             return _skipped(months, catalog, started)
         buyers = {m: buyer_ids(purchases, cfg, _window(m, by_month, first, cfg["events"]["timezone"]), client)
                   for m in todo} if purchases else {}
@@ -268,12 +270,34 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
                     "ingested_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
         write_json(catalog.manifest(m), manifest)
         manifests.append(manifest)
-    remove_tree(raw_dir)
     timings = {"read": round(t_read - started, 3), "duplicates": round(t_first - t_read, 3),
                "aggregate": round(t_agg - t_first, 3),
                "total": round(time.perf_counter() - started, 3)}
     scan = {"parts": sum(len(r["parts"]) for r in read), "parts_compared": first["parts_compared"]}
     return {**_summary(manifests, [m for m in months if m not in todo], timings), "duplicate_scan": scan}
+
+
+@contextlib.contextmanager
+def _removed_at_the_end(raw_dir):
+    """The raw events layer is a scratch copy: gone when the command ends, also when it fails."""
+    try:
+        yield
+    finally:
+        remove_tree(raw_dir)
+
+
+def _months_built_from(catalog: Catalog, digest: str, request: dict) -> list[str]:
+    """The months a --by-month run of the same files and settings already built, when every one of them is
+    still there as it built it (then nothing is read again); else []."""
+    for month in catalog.months():
+        manifest = read_manifest(catalog, month)
+        if manifest and manifest.get("sha256") == digest and manifest.get("request") == request:
+            months = manifest.get("months_of_source") or []
+            same = [read_manifest(catalog, m) for m in months]
+            if months and all(m and m["sha256"] == digest and m.get("request") == request for m in same):
+                return months
+            return []
+    return []
 
 
 def _skipped(months: list[str], catalog: Catalog, started: float) -> dict:
