@@ -75,7 +75,7 @@ def test_fit_many_shares_passes_and_equals_single_fits(data, mcfg):
     starts = []
     with Callback(start=lambda dsk: starts.append(1)), dask.config.set(scheduler="sync"):
         many = fit_many(xd, [2, 3, 5], mcfg, sample=xn)
-    assert len(starts) == max(r.n_iter for r in many.values())
+    assert len(starts) == 1 + max(r.n_iter for r in many.values())  # one compute seeds every k, one per pass
     for k in (2, 3, 5):
         single = lloyd.fit(xd, k, mcfg, sample=xn)
         np.testing.assert_allclose(many[k].centers, single.centers, rtol=0, atol=1e-12)
@@ -168,3 +168,15 @@ def test_daskml_inertia_bug_is_not_ours(data, mcfg):
     ours = ENGINES["daskml"](xd, 3, dict(mcfg, max_iter=1), sample=xn)
     assert ours.inertia == pytest.approx(exact_inertia(xn, ours.centers), rel=1e-10)
     assert ours.inertia == pytest.approx(assign_stats(xd, ours.centers).inertia, rel=1e-12)
+
+
+def test_the_starts_of_every_k_are_seeded_on_the_workers_with_the_same_floats(data, mcfg, dask_client):
+    """seed_centers runs one task per k on the cluster; each start equals the one computed here, bit for bit."""
+    from mailseg_dist.model.engines.lloyd import initial_centers, seed_centers
+
+    _, _, xn, _ = data
+    with dask.config.set(scheduler=dask_client):
+        seeded = seed_centers(xn, [2, 3, 5], mcfg)
+    assert sorted(seeded) == [2, 3, 5]
+    for k, centers in seeded.items():
+        assert np.array_equal(centers, initial_centers(xn, k, mcfg))

@@ -19,6 +19,7 @@ from mailseg_dist.core.errors import InputDataError
 from mailseg_dist.model.features import feature_frame
 from mailseg_dist.model.modelling import ModelResult, build_model, fit_segments
 from mailseg_dist.model.selection import choose_k
+from mailseg_dist.segments.texts import k_reason_text
 
 
 def write_users(folder, df: pd.DataFrame, nparts: int):
@@ -172,3 +173,37 @@ def test_build_model_refuses_duplicate_centres():
     np.testing.assert_array_equal(model.predict(centers), [0, 1, 2])
     with pytest.raises(RuntimeError, match="distinct"):
         build_model(np.array([[0.0, 0.0], [0.0, 0.0]]), 1.0, 1, seed=0)
+
+
+def test_k_searched_on_a_hashed_sample_then_fitted_on_every_user(tmp_path, cfg, two_workers):
+    """Above selection.search_rows users the k search runs on that many hashed-sample rows and only the chosen
+    k is fitted on every user: its inertia within 0.1% of that k fitted on every user from the start, the
+    search's per-user inertia within 2% of the full search's for every k, the same result on any partitioning
+    and on two workers. (Which k wins a near tie of silhouettes may differ from a search on every user.)"""
+    users = make_clean_users(40_000, seed=5)
+    folder = write_users(tmp_path / "users5", users, 5)
+    small = copy.deepcopy(cfg)
+    small["model"].update(init_sample=2000, refine_sample=2000)
+    on_sample = copy.deepcopy(small)
+    on_sample["selection"]["search_rows"] = 4000
+    with dask.config.set(scheduler="threads"):
+        every = fit_segments(folder, small)
+        sampled = fit_segments(folder, on_sample)
+        fixed = copy.deepcopy(small)
+        fixed["model"]["k"] = sampled.k
+        same_k = fit_segments(folder, fixed)
+    assert "search_rows" not in every.k_reason
+    assert sampled.k_reason["search_rows"] == 4000 and sampled.k_reason["n_rows"] == 40_000
+    assert "hashed sample of 4,000 of the 40,000 users" in k_reason_text(sampled.k_reason, "en")
+    assert "muestra (por hash) de 4,000 de los 40,000" in k_reason_text(sampled.k_reason, "es")
+    assert abs(sampled.inertia - same_k.inertia) <= 1e-3 * same_k.inertia
+    assert [sum(row["sizes"]) for row in sampled.k_table] == [4000] * 4  # the table is the search's
+    for mine, theirs in zip(sampled.k_table, every.k_table):
+        assert mine["k"] == theirs["k"]
+        assert abs(mine["inertia"] / 4000 - theirs["inertia"] / 40_000) <= 0.02 * theirs["inertia"] / 40_000
+    x = scaled_all(sampled, users, cfg)
+    assert sampled.inertia == pytest.approx(-sampled.model.score(x), rel=1e-10)  # the final fit: every user
+    assert sampled.cluster_sizes == dict(enumerate(np.bincount(sampled.model.predict(x)).tolist()))
+    other = fit_segments(write_users(tmp_path / "users1", users, 1), on_sample, client=two_workers)
+    assert other.k == sampled.k and other.k_reason == sampled.k_reason
+    np.testing.assert_allclose(other.centers, sampled.centers, rtol=0, atol=1e-10)

@@ -252,6 +252,7 @@ CONSTRAINTS: dict[str, list] = {
     "selection.silhouette_min_per_cluster": [_count(1)],
     "selection.knee_window": [_count(0)],
     "selection.min_segment_share": [Interval(Real, 0, 1, closed="left")],
+    "selection.search_rows": [_count(1000)],
     "quality.bootstrap_rounds": [_count(1)],
     "quality.bootstrap_sample": [_count(2)],
     "quality.pca_components": [_count(2)],  # the PCA figure plots the first two

@@ -204,14 +204,18 @@ K_REASON = {
            "guard_lost": "; every k near the knee has a segment under {share:.0%} of users ({ks}): that guard could not be kept",
            "pick": "; picked k={k} (highest silhouette, ties to the smaller k)",
            "fixed": "k={k} fixed by config (model.k / --k)",
-           "update": "k={k} from the previous model (monthly update: each segment keeps its id)"},
+           "update": "k={k} from the previous model (monthly update: each segment keeps its id)",
+           "sampled": "; searched on a hashed sample of {n:,} of the {total:,} users (selection.search_rows), "
+                      "the chosen k then fitted on all of them"},
     "es": {"no_knee": "{n} candidata(s), sin codo de inercia", "knee": "codo de la inercia (Kneedle) en k={k}; siluetas a ±{w}",
            "aside": "; descartadas por tener un segmento con menos del {share:.0%} de los usuarios: {ks}",
            "guard_lost": "; todas las k cerca del codo tienen un segmento con menos del {share:.0%} de los usuarios "
                          "({ks}): no se pudo respetar ese mínimo",
            "pick": "; elegida k={k} (la silueta más alta; en empate, la k menor)",
            "fixed": "k={k} fijada por configuración (model.k / --k)",
-           "update": "k={k} del modelo anterior (actualización mensual: cada segmento conserva su id)"},
+           "update": "k={k} del modelo anterior (actualización mensual: cada segmento conserva su id)",
+           "sampled": "; búsqueda en una muestra (por hash) de {n:,} de los {total:,} usuarios (selection.search_rows), "
+                      "y la k elegida ajustada después con todos"},
 }
 
 
@@ -226,4 +230,5 @@ def k_reason_text(why: dict, lang: str) -> str:
     under = ", ".join(f"k={k} ({share:.2%})" for k, share in why["under_min_share"].items())
     guard = "" if not under else words["aside" if why["guard_kept"] else "guard_lost"].format(
         share=why["min_segment_share"], ks=under)
-    return f"{head}: {compared}{guard}" + words["pick"].format(k=why["k"])
+    sampled = words["sampled"].format(n=why["search_rows"], total=why["n_rows"]) if "search_rows" in why else ""
+    return f"{head}: {compared}{guard}" + words["pick"].format(k=why["k"]) + sampled

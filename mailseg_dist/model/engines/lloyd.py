@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import dask
 import numpy as np
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from mailseg_dist.core.numeric import significant
+from mailseg_dist.core.progress import compute
 from mailseg_dist.model.kernels import ClusterStats, as_array, nearest, stats_many
 
 
@@ -61,6 +63,18 @@ def initial_centers(sample: np.ndarray, k: int, mcfg: dict) -> np.ndarray:
     return centers
 
 
+def seed_centers(sample: np.ndarray | None, ks: list[int], mcfg: dict) -> dict[int, np.ndarray]:
+    """`initial_centers` for every k, one task per k on the workers, side by side.
+
+    Each start is single-threaded (the same floats wherever it runs), so on one core the nine starts of a
+    k search ran one after the other: 5.8 of the 19.8 s of a 212,292-user `run --k auto`."""
+    if len(ks) <= 1:
+        return {k: initial_centers(sample, k, mcfg) for k in ks}
+    shared = dask.delayed(sample, pure=True)  # one key: the sample travels once to each worker
+    starts = compute(*[dask.delayed(initial_centers, pure=True)(shared, k, mcfg) for k in ks])
+    return dict(zip(ks, starts))
+
+
 def relocate_empty(centers: np.ndarray, counts: np.ndarray, sample: np.ndarray | None) -> np.ndarray:
     """Move each empty cluster's centre to the sample point farthest from every other centre."""
     centers = centers.copy()
@@ -83,8 +97,8 @@ def fit_many(X, ks, mcfg: dict, init_centers: dict | None = None, sample=None) -
     ks = sorted({check_k(k, int(x.shape[0]) if not np.isnan(x.shape[0]) else k) for k in ks})
     sample = None if sample is None else np.asarray(sample, dtype=np.float64)
     init_centers = init_centers or {}
-    state = {k: np.asarray(init_centers[k], dtype=np.float64) if k in init_centers
-             else initial_centers(sample, k, mcfg) for k in ks}
+    seeded = seed_centers(sample, [k for k in ks if k not in init_centers], mcfg)
+    state = {k: np.asarray(init_centers[k], dtype=np.float64) if k in init_centers else seeded[k] for k in ks}
     history: dict[int, list] = {k: [] for k in ks}
     moved = {k: False for k in ks}
     done: dict[int, EngineResult] = {}
