@@ -231,8 +231,8 @@ def _search(prep: _Prepared, ks: list[int], cfg: dict, clock: Stages) -> tuple[l
     """Lloyd for every candidate k at once (one pass serves them all): the k table and each fit.
 
     Above selection.search_rows users the search runs on that many rows of the hashed sample and only the
-    chosen k is fitted on all of them (from the search's centres): at 60M users the search over every row
-    was half the run (357 of 722 s)."""
+    chosen k is fitted on all of them (from the search's centres): at 10M users the search over every row took
+    49 of a 114 s run; on a 2M-row sample 20 s, plus 2.6 s for the final fit (bench/bench_e2e.py)."""
     table, details = [], {}
     data, where = _search_rows(prep)
     with clock("k_search", f"searching k in {ks[0]}..{ks[-1]} on {where} (Lloyd, one pass serves every k)"):
