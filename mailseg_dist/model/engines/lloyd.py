@@ -64,13 +64,14 @@ def initial_centers(sample: np.ndarray, k: int, mcfg: dict) -> np.ndarray:
 
 
 def seed_centers(sample: np.ndarray | None, ks: list[int], mcfg: dict) -> dict[int, np.ndarray]:
-    """`initial_centers` for every k, one task per k, side by side on the workers (or threads).
+    """`initial_centers` for every k, one task per k, free to run side by side on the workers (or threads).
 
-    Each start is single-threaded (the same floats wherever it runs), so on one core the nine starts of a
-    k search ran one after the other (5.4 s at 212,292 users). The sample is one key of the graph, so a
-    worker lost meanwhile costs a recomputation, not the run. (Scattering it to every worker first
-    balanced the starts better, 3.2 s, but distributed 2026.8 then logged a serialization traceback
-    when the LocalCluster closed.)"""
+    Each start is single-threaded (the same floats wherever it runs): nine of them take 5.4 s one after the
+    other at 212,292 users. As graph tasks they gained nothing measurable on two workers (k search 5.8 s
+    either way, bench/bench_e2e.py): the scheduler keeps most of them with the worker that holds the sample
+    key. Scattering the sample to every worker first balanced them (3.2 s) but distributed 2026.8 then
+    logged a serialization traceback when the LocalCluster closed. The sample as one graph key also means a
+    worker lost meanwhile costs a recomputation, not the run."""
     if len(ks) <= 1:
         return {k: initial_centers(sample, k, mcfg) for k in ks}
     shared = dask.delayed(sample, pure=True)
