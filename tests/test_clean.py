@@ -220,8 +220,32 @@ def test_clean_layer_matches_pandas(tmp_path, use_client, request):
     assert counts["rows_rejected"] == 5 and set(ledger[SOURCE_ROW]) == {5, 9, 14, 32, 35}
     assert ledger.set_index(SOURCE_ROW)["reason"].to_dict()[32] == "duplicate Id (kept row 7)"
     assert counts["rejects_by_reason"]["duplicate Id"] == 2
+    # Ids 1005..1039 of the last part meet every other part's range; two parts hold a later copy
+    assert counts["duplicate_scan"] == {"parts": 5, "parts_compared": 4, "parts_cleaned_again": 2}
     assert len(list(users.glob("part-*.parquet"))) == len(parts)  # one users part per raw part, empty included
     assert not list(tmp_path.glob(".*tmpdir"))
+
+
+@pytest.mark.parametrize("id_type", ["int", "string"])
+def test_parts_in_id_order_are_not_compared_and_only_parts_with_a_later_copy_are_cleaned_again(tmp_path, id_type):
+    """Ids increasing across parts (a file exported by Id): no cross-part read; a repeat inside one part
+    and a rejected row that repeats a valid Id (never a duplicate) are still resolved as pandas does."""
+    rows = [row_with(Id=str(100 + i)) for i in range(12)]
+    rows[4][0] = "102"                       # later copy inside part 0 (rows 2..7)
+    rows[9] = row_with(Id="101", send="x")   # invalid row with a valid Id of another part: not a duplicate
+    parts = [raw_frame(rows[:6]), raw_frame([], first_row=8), raw_frame(rows[6:], first_row=8)]
+    if id_type == "string":
+        parts = [p.assign(Id=p["Id"].map(lambda v: f"u{v}" if v is not None else v)) for p in parts]
+    raw = write_raw_layer(tmp_path / "raw", parts)
+    counts = clean_layer(raw, tmp_path / "u", tmp_path / "r", id_type, CCFG)
+    kept = pd.read_parquet(tmp_path / "u").sort_values(SOURCE_ROW, ignore_index=True)
+    ledger = pd.read_parquet(tmp_path / "r").sort_values(SOURCE_ROW, ignore_index=True)
+    ref_kept, ref_ledger = pandas_reference(parts, id_type, CCFG)
+    pd.testing.assert_frame_equal(kept, ref_kept, check_exact=True)
+    pd.testing.assert_frame_equal(ledger, ref_ledger, check_exact=True)
+    assert counts["duplicate_scan"] == {"parts": 3, "parts_compared": 0, "parts_cleaned_again": 1}
+    assert ledger["reason"].tolist() == ["duplicate Id (kept row 4)", "expected a whole number, found text"]
+    assert ledger["Id_raw"].tolist() == [parts[0]["Id"].iloc[4], parts[2]["Id"].iloc[3]]
 
 
 def test_clean_layer_string_ids_and_all_rejected(tmp_path):

@@ -24,6 +24,7 @@ import pandas as pd
 
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.settings import EVENT_KINDS
+from mailseg_dist.inputs.overlap import overlapping
 from mailseg_dist.inputs.schema import BUYER, ID
 
 NS_PER_DAY = 86_400 * 10**9
@@ -132,16 +133,7 @@ def overlapping_parts(parts: list[dict], text_ids: tuple[str, ...]) -> list[dict
     mixed = "event_id" in text_ids and any("event_id" not in p["text_ids"] for p in ranged)
     if mixed:
         return ranged
-    ranged.sort(key=lambda p: p["summary"]["id_range"][0])
-    overlap, end, group = [], None, []
-    for part in ranged:
-        low, high = part["summary"]["id_range"]
-        if group and low > end:
-            overlap += group if len(group) > 1 else []
-            group, end = [], None
-        group.append(part)
-        end = high if end is None else max(end, high)
-    return overlap + (group if len(group) > 1 else [])
+    return [ranged[i] for i in overlapping([p["summary"]["id_range"] for p in ranged])]
 
 
 def _repeated_across(read: list[dict], parts: list[dict], split_out: int) -> pd.Series:

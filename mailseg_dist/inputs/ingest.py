@@ -38,6 +38,8 @@ from mailseg_dist.core.storage import (
     write_parquet,
 )
 from mailseg_dist.inputs.clean import coerce_partition, split_partition
+from mailseg_dist.inputs.duplicate_ids import NO_DUPLICATES, first_rows, has_later_copy, part_summary
+from mailseg_dist.inputs.overlap import overlapping
 from mailseg_dist.inputs.readers import read_chunks
 from mailseg_dist.inputs.schema import ID, SOURCE_ROW, id_is_integer
 
@@ -80,17 +82,6 @@ def _raw_layer_task(*args) -> dict | MailsegError:
         return exc
 
 
-def _duplicate_first_rows(coerced: dd.DataFrame) -> pd.Series:
-    """Id → lowest source row, for Ids that occur more than once among valid rows (small)."""
-    valid = coerced[coerced["_reason"].isna()][[ID, SOURCE_ROW]]
-    counts = valid[ID].value_counts()
-    (repeated,) = compute(counts[counts > 1].index)
-    if len(repeated) == 0:
-        return pd.Series(dtype="int64")
-    dups = valid[valid[ID].isin(list(repeated))]
-    return compute(dups.groupby(ID)[SOURCE_ROW].min())[0]
-
-
 def _write_clean_part(coerced: pd.DataFrame, first_rows: pd.Series, users_dir: str, rejects_dir: str,
                       index: int) -> dict:
     kept, ledger = split_partition(coerced, first_rows)
@@ -101,6 +92,38 @@ def _write_clean_part(coerced: pd.DataFrame, first_rows: pd.Series, users_dir: s
             "reasons": reasons.str.strip().value_counts().to_dict()}
 
 
+def _clean_part(raw: pd.DataFrame, id_type: str, ccfg: dict, users_dir: str, rejects_dir: str, index: int) -> dict:
+    """One raw part → its users and rejects parts, before duplicates across parts are known; its counts
+    and what the duplicate check needs (duplicate_ids.part_summary)."""
+    coerced = coerce_partition(raw, id_type, ccfg, every_id_raw=False)
+    counts = _write_clean_part(coerced, NO_DUPLICATES, users_dir, rejects_dir, index)
+    return {**counts, **part_summary(coerced.loc[coerced["_reason"].isna(), [ID, SOURCE_ROW]])}
+
+
+def _reclean_part(raw: pd.DataFrame, first: pd.Series, id_type: str, ccfg: dict, users_dir: str,
+                  rejects_dir: str, index: int) -> dict | None:
+    """A part written before the repeated Ids were known, written again if it holds a later copy of one
+    (its counts then), else left as it is (None)."""
+    if not has_later_copy(str(as_location(users_dir) / f"part-{index:05d}.parquet"), first):
+        return None
+    return _write_clean_part(coerce_partition(raw, id_type, ccfg), first, users_dir, rejects_dir, index)
+
+
+def _clean_parts(raw_dir, users_tmp, rejects_tmp, id_type: str, ccfg: dict) -> tuple[list[dict], dict]:
+    """Every part cleaned once; the few holding a later copy of a repeated Id cleaned again (duplicate_ids)."""
+    parts = dd.read_parquet([str(p) for p in parquet_files(raw_dir)]).to_delayed()
+    args = (id_type, ccfg, str(users_tmp), str(rejects_tmp))
+    results = list(compute(*[dask.delayed(_clean_part)(part, *args, i) for i, part in enumerate(parts)]))
+    users_files = [str(as_location(users_tmp) / f"part-{i:05d}.parquet") for i in range(len(parts))]
+    first, suspects = first_rows(results, users_files)
+    redone = compute(*[dask.delayed(_reclean_part)(parts[i], first, *args, i) for i in suspects])
+    scan = {"parts": len(parts), "parts_compared": len(overlapping([r["id_range"] for r in results])),
+            "parts_cleaned_again": sum(r is not None for r in redone)}
+    for i, result in zip(suspects, redone):
+        results[i] = result or results[i]
+    return results, scan
+
+
 def clean_layer(raw_dir, users_dir, rejects_dir, id_type: str, ccfg: dict, manifest=None) -> dict:
     """Dask pass over the raw layer: every partition writes its users and rejects parts.
 
@@ -108,14 +131,8 @@ def clean_layer(raw_dir, users_dir, rejects_dir, id_type: str, ccfg: dict, manif
     replace the old layers (in a store that replacement is object by object); a failure before then
     leaves the previous month whole and committed.
     """
-    raw = dd.read_parquet([str(p) for p in parquet_files(raw_dir)])
-    meta = coerce_partition(raw._meta, id_type, ccfg)
-    coerced = raw.map_partitions(coerce_partition, id_type, ccfg, meta=meta)
-    first_rows = _duplicate_first_rows(coerced)
     with atomic_dir(users_dir) as users_tmp, atomic_dir(rejects_dir) as rejects_tmp:
-        tasks = [dask.delayed(_write_clean_part)(part, first_rows, str(users_tmp), str(rejects_tmp), i)
-                 for i, part in enumerate(coerced.to_delayed())]
-        results = compute(*tasks)
+        results, scan = _clean_parts(raw_dir, users_tmp, rejects_tmp, id_type, ccfg)
         if manifest is not None:
             remove_tree(manifest)
     reasons: dict[str, int] = {}
@@ -123,7 +140,7 @@ def clean_layer(raw_dir, users_dir, rejects_dir, id_type: str, ccfg: dict, manif
         for reason, count in result["reasons"].items():
             reasons[reason] = reasons.get(reason, 0) + int(count)
     return {"rows_kept": sum(r["kept"] for r in results), "rows_rejected": sum(r["rejected"] for r in results),
-            "rejects_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+            "rejects_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1])), "duplicate_scan": scan}
 
 
 def read_manifest(catalog: Catalog, month: str) -> dict | None:
