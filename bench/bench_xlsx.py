@@ -65,7 +65,7 @@ def plan(users: Path, limit: int | None, seed: int):
     """Parts, whether sampled, the hash cut and how many users the sheet holds (as write_results_xlsx)."""
     from mailseg_dist.core.parquet import parquet_files
     from mailseg_dist.core.storage import parquet_metadata
-    from mailseg_dist.outputs.export import _sample_cut
+    from mailseg_dist.outputs.workbook import _sample_cut
 
     files = parquet_files(users)
     total = sum(parquet_metadata(p).num_rows for p in files)
@@ -76,7 +76,7 @@ def plan(users: Path, limit: int | None, seed: int):
 
 
 def note_text(limit: int, size: int, total: int, seed: int, users: Path) -> str:
-    from mailseg_dist.outputs.export import SAMPLE_NOTE
+    from mailseg_dist.outputs.workbook import SAMPLE_NOTE
 
     return SAMPLE_NOTE["es"].format(m=size, total=total, seed=seed, limit=limit, path=users)
 
@@ -85,7 +85,8 @@ def frames(files, cut, size, seed):
     """The sheet's users as pandas frames, batch by batch (the pre-issue-12 reading and sampling)."""
     from mailseg_dist.inputs.sampling import hash_uniform
     from mailseg_dist.inputs.schema import ID
-    from mailseg_dist.outputs.export import RESULT_COLUMNS, _batches
+    from mailseg_dist.outputs.export import RESULT_COLUMNS
+    from mailseg_dist.outputs.workbook import _batches
 
     written = 0
     for batch in _batches(files, RESULT_COLUMNS):
@@ -145,7 +146,7 @@ def write_rustpy(files, path, cut, size, seed, note):
     """What write_results_xlsx does for sheet Clusters: an Arrow stream of the Parquet batches."""
     from rustpy_xlsxwriter import write_worksheets
 
-    from mailseg_dist.outputs.export import _users_sheet
+    from mailseg_dist.outputs.workbook import _users_sheet
 
     write_worksheets([("Clusters", _users_sheet(files, cut, size, seed, []))], str(path), autofit=False,
                      **_rustpy_options(note))
@@ -182,7 +183,7 @@ def write_pyexcelerate(files, path, cut, size, seed, note):
 def write_product(files, path, cut, size, seed, note, users=None, limit=None):
     """outputs.export.write_results_xlsx itself: three sheets, atomic write."""
     from mailseg_dist.core.config import load_config
-    from mailseg_dist.outputs.export import write_results_xlsx
+    from mailseg_dist.outputs.workbook import write_results_xlsx
     from mailseg_dist.outputs.segment_files import load_segment_table
 
     results = Path(users).parent
@@ -369,7 +370,7 @@ def formats_check(path: Path) -> dict:
     """Number formats of sheet Recomendaciones as the pre-issue-12 writer set them."""
     import openpyxl
 
-    from mailseg_dist.outputs.export import PERCENT_COLUMNS, SEGMENT_SHEET_COLUMNS
+    from mailseg_dist.outputs.workbook import PERCENT_COLUMNS, SEGMENT_SHEET_COLUMNS
 
     ws = openpyxl.load_workbook(path)["Recomendaciones"]
     rows = list(ws.iter_rows(min_row=2))

@@ -193,6 +193,16 @@ def _check_loopback(client, dashboard: bool) -> None:
     assert client.submit(sum, [1, 2, 3]).result() == 6
 
 
+@pytest.mark.cluster
+@pytest.mark.parametrize("trim, mmap", [("64MiB", 2**25), (None, None)], ids=["configured", "dask-default"])
+def test_local_cluster_workers_get_the_malloc_thresholds_of_the_config(trim, mmap):
+    with open_client(ccfg(n_workers=2, malloc_trim_threshold=trim, malloc_mmap_threshold=mmap)) as client:
+        env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("MALLOC_MMAP_THRESHOLD_")))
+    dask_trim = str(dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"])
+    assert set(env.values()) == ({(str(2**26), str(2**25))} if trim else {(dask_trim, None)})
+    assert len(env) == 2 and "MALLOC_MMAP_THRESHOLD_" not in os.environ  # only the workers' environment
+
+
 # --------------------------------------------------------------------------- RunMonitor
 @pytest.mark.cluster
 def test_monitor_counts_a_worker_that_died_even_when_the_nanny_replaced_it():

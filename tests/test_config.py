@@ -211,6 +211,8 @@ BAD_VALUES = [
      "a number in [0, 1]"),
     ("workers_0", {"cluster": {"n_workers": 0}}, "cluster.n_workers", "found 0", "an integer >= 1"),
     ("memory_limit", {"cluster": {"memory_limit": "4 lots"}}, "cluster.memory_limit", "'4 lots'", "a size like 4GiB"),
+    ("malloc_fraction", {"cluster": {"malloc_mmap_threshold": 0.5}}, "cluster.malloc_mmap_threshold", "0.5",
+     "a size like 64MiB or a whole number of bytes"),
     ("format_txt", {"default_data": {"format": "txt"}}, "default_data.format", "'txt'",
      "one of 'xlsx', 'csv', 'parquet'"),
     ("out_dir_blank", {"paths": {"out_dir": " "}}, "paths.out_dir", "' '", "a folder path or URL"),

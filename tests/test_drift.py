@@ -330,11 +330,8 @@ def test_workbook_sheet_changes_holds_the_same_tables(tmp_path, halves, users_pa
     from test_export import fake_result
 
     from mailseg_dist.outputs.changes import add_changes_sheet, verdict_text
-    from mailseg_dist.outputs.export import (
-        scored_users,
-        write_results_xlsx,
-        write_user_results,
-    )
+    from mailseg_dist.outputs.export import scored_users, write_user_results
+    from mailseg_dist.outputs.workbook import write_results_xlsx
     from mailseg_dist.segments.profiles import segment_profiles
     from mailseg_dist.segments.recommend import segment_table
 

@@ -25,10 +25,11 @@ from mailseg_dist.outputs.export import (
     load_model_files,
     load_plain_model,
     scored_users,
+    user_scoring,
     write_model_files,
-    write_results_xlsx,
     write_user_results,
 )
+from mailseg_dist.outputs.workbook import write_results_xlsx
 from mailseg_dist.segments.profiles import segment_profiles
 from mailseg_dist.segments.recommend import segment_table, user_recommendations
 
@@ -130,6 +131,33 @@ def test_workbook_sheets_columns_and_values(dask_client, tmp_path, cfg, setup):
     ks = list(wb["Eleccion_k"].values)
     assert ks[0][0] == "k" and [r[0] for r in ks[1:5]] == [2, 3, 4, 5]
     assert [r[6] for r in ks[1:5]] == [None, "sí", None, None] and ks[6][1] == "elbow"
+
+
+def sheet_cells(path) -> dict:
+    wb = openpyxl.load_workbook(path)
+    return {name: [[(c.value, c.data_type) for c in row] for row in wb[name].iter_rows()] for name in wb.sheetnames}
+
+
+@pytest.mark.parametrize("limit", [None, 50], ids=["every-user", "hashed-sample"])
+@pytest.mark.parametrize("text_ids", [False, True], ids=["int-ids", "text-ids"])
+def test_a_workbook_scored_from_the_users_layer_equals_the_one_read_from_the_results(dask_client, tmp_path, cfg,
+                                                                                   clean_users, limit, text_ids):
+    """publish writes the workbook from the users layer while the per-user results are written: every cell
+    (value and type) of every sheet must be what reading those results gives."""
+    users = clean_users.assign(Id=clean_users["Id"].map(lambda v: f"u{v}")) if text_ids else clean_users
+    write_parts(users, tmp_path / "users")
+    result = fake_result(users, cfg)
+    table = segment_table(segment_profiles(scored_users(tmp_path / "users", result, cfg), result.k), cfg)
+    if limit:
+        cfg["report"]["excel_max_rows"] = limit
+    out = write_user_results(tmp_path / "users", tmp_path / "R", result, table, cfg)
+    read = write_results_xlsx(out, tmp_path / "read.xlsx", table, result.k_table, cfg, k_reason="elbow")
+    scoring = user_scoring(tmp_path / "users", result, table, cfg)
+    scored = write_results_xlsx(out, tmp_path / "scored.xlsx", table, result.k_table, cfg, k_reason="elbow",
+                                scoring=scoring)
+    expected, got = sheet_cells(read), sheet_cells(scored)
+    assert got == expected
+    assert len(got["Clusters"]) == (limit + 1 if limit else len(users) + 1)
 
 
 def test_formula_looking_text_is_written_as_text(dask_client, tmp_path, cfg, clean_users):
@@ -327,7 +355,7 @@ def test_small_sheets_keep_their_number_formats_and_a_header_without_k_table(das
 
 def test_an_error_reading_a_part_is_raised_as_it_is_and_leaves_no_workbook(dask_client, tmp_path, cfg, setup,
                                                                             monkeypatch):
-    from mailseg_dist.outputs import export
+    from mailseg_dist.outputs import workbook as export
 
     _, folder, result, table = setup
     out = write_user_results(folder, tmp_path, result, table, cfg)

@@ -189,6 +189,16 @@ class ByteSize:
         return "a size like 4GiB or 512MB, a number of bytes, or a fraction in (0, 1] of the machine's memory"
 
 
+class Bytes(ByteSize):
+    """A size in bytes: '64MiB' or a whole number (not a fraction of the machine)."""
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return not isinstance(value, float) and super().is_satisfied_by(value)
+
+    def __str__(self) -> str:
+        return "a size like 64MiB or a whole number of bytes"
+
+
 def _count(low: int = 0) -> Interval:
     return Interval(int, low, None)
 
@@ -293,6 +303,8 @@ CONSTRAINTS: dict[str, list] = {
     "cluster.n_workers": [_count(1)],
     "cluster.threads_per_worker": [_count(1)],
     "cluster.memory_limit": [Options("auto"), ByteSize(), None],
+    "cluster.malloc_trim_threshold": [Bytes(), None],
+    "cluster.malloc_mmap_threshold": [Bytes(), None],
     "cluster.connect_timeout": [_positive()],
     "cluster.dashboard": [Boolean()],
     "cluster.progress": [Boolean()],

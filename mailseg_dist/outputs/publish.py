@@ -2,7 +2,7 @@
 
 Order matters (names need profiles, profiles need every user's cluster):
 `describe_segments`: per-user scores (lazy) → profiles → segment table (names, levels, actions);
-`publish`: per-user Parquet (workers) → workbook (one worker task, in the background)
+`publish`: workbook (one worker task, in the background, from the users layer) → per-user Parquet (workers)
 → model files → figures → report. Every file is written atomically.
 """
 
@@ -12,19 +12,16 @@ import logging
 
 import pandas as pd
 
-from mailseg_dist.core.catalog import REPORT_HTML, XLSX_NAME
+from mailseg_dist.core.catalog import REPORT_HTML, USERS_SUBDIR, XLSX_NAME
 from mailseg_dist.core.stages import Stages
 from mailseg_dist.core.storage import as_location
 from mailseg_dist.model.model_files import write_model_files
 from mailseg_dist.outputs.changes import change_figures
-from mailseg_dist.outputs.export import (
-    scored_users,
-    write_results_xlsx,
-    write_user_results,
-)
+from mailseg_dist.outputs.export import scored_users, user_scoring, write_user_results
 from mailseg_dist.outputs.figures import make_all_figures
 from mailseg_dist.outputs.report import report_context, write_report
 from mailseg_dist.outputs.segment_files import save_segment_table
+from mailseg_dist.outputs.workbook import write_workbook_task
 from mailseg_dist.segments.profiles import segment_profiles
 from mailseg_dist.segments.recommend import segment_table as build_segment_table
 from mailseg_dist.segments.texts import k_reason_text
@@ -52,16 +49,28 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
     that computes that block: the transitions then read each user's segment from those results instead of
     scoring every user once more (at 10M users the drift stage scored them all again)."""
     out, lang, stage = as_location(out_dir), cfg["report"]["lang"], Stages("publish ")
-    users = manifest["users_path"]
-    with stage("user_results", "writing per-user results (workers)"):
-        results_dir = write_user_results(users, out, result, table, cfg, lang)
-    if callable(changes):
+    users, xlsx = manifest["users_path"], out / XLSX_NAME
+    scoring = user_scoring(users, result, table, cfg, lang)
+
+    def start_workbook(changes_block):
+        # Computed from the users layer by the code that writes the per-user results, on a worker that
+        # goes on with other tasks beside it (workbook.write_workbook_task): not on the critical path.
+        return client.submit(write_workbook_task, out / USERS_SUBDIR, xlsx, table, result.k_table, cfg, lang,
+                             k_reason_text(result.k_reason, lang), changes=changes_block, scoring=scoring,
+                             pure=False)
+
+    workbook = None if callable(changes) else start_workbook(changes)
+    try:
+        with stage("user_results", "writing per-user results (workers)"):
+            results_dir = write_user_results(users, out, result, table, cfg, lang)
+    except BaseException:
+        if workbook is not None:
+            workbook.cancel()
+        raise
+    if callable(changes):  # the Cambios sheet needs the drift, which needs the new results
         with stage("drift", "measuring what changed since the previous version"):
             changes = changes(results_dir)
-    xlsx = out / XLSX_NAME
-    # The workbook is one long sequential write on a worker: let it run while the client draws.
-    workbook = client.submit(write_results_xlsx, results_dir, xlsx, table, result.k_table, cfg, lang,
-                             k_reason_text(result.k_reason, lang), changes=changes, pure=False)
+        workbook = start_workbook(changes)
     meta = {"seed": cfg["model"]["seed"], "month": manifest["month"], "input": manifest["source"],
             "input_sha256": manifest["sha256"], "rows_kept": manifest["rows_kept"]}
     with stage("model_files", "writing the model, scaler and segment files"):

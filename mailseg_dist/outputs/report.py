@@ -181,7 +181,7 @@ def _segments_section(c: dict, t: dict, lang: str, figures: dict) -> str:
                for s in segs]
     out = f"<h2>{_e(t['segments'])}</h2>" + _table(t["seg_cols"], summary, numeric={2, 3})
     out += "".join(_img(figures[n], n) for n in ("segments", "profiles", "pca") if n in figures)
-    stab = lambda s: stability.get(s["cluster"], stability.get(str(s["cluster"]), np.nan))  # noqa: E731
+    stab = lambda s: stability.get(s["cluster"], stability.get(str(s["cluster"]), np.nan))
     return out + "".join(_segment_card(s, pop, stab(s), t, lang) for s in segs)
 
 

@@ -22,6 +22,7 @@ from mailseg_dist.core.catalog import (
     SCORED_SUBDIR,
     SEGMENTS_JSON,
     SUMMARY_JSON,
+    USERS_SUBDIR,
     XLSX_NAME,
     Catalog,
 )
@@ -29,8 +30,9 @@ from mailseg_dist.core.errors import InputDataError
 from mailseg_dist.core.storage import as_location, remove_tree
 from mailseg_dist.inputs.ingest import ingest, ingest_frame
 from mailseg_dist.model.model_files import load_saved_model
-from mailseg_dist.outputs.export import write_results_xlsx, write_user_results
+from mailseg_dist.outputs.export import user_scoring, write_user_results
 from mailseg_dist.outputs.segment_files import load_segment_table
+from mailseg_dist.outputs.workbook import write_workbook_task
 from mailseg_dist.workflows.run import is_frame
 
 log = logging.getLogger("mailseg")
@@ -79,9 +81,15 @@ def score_file(input_path, cfg: dict, catalog: Catalog, client, out_dir=None, mo
         log.info("scoring %d users (%d rejected) with the model in %s", manifest["rows_kept"],
                  manifest["rows_rejected"], model_dir)
         remove_tree(out / SUMMARY_JSON)  # the commit mark: a folder without it is being rewritten
-        results = write_user_results(manifest["users_path"], out, saved, table, cfg, lang)
-        xlsx = out / XLSX_NAME
-        client.submit(write_results_xlsx, results, xlsx, table, [], cfg, lang, None, pure=False).result()
+        xlsx, scoring = out / XLSX_NAME, user_scoring(manifest["users_path"], saved, table, cfg, lang)
+        workbook = client.submit(write_workbook_task, out / USERS_SUBDIR, xlsx, table, [], cfg, lang, None,
+                                 scoring=scoring, pure=False)  # beside the per-user results (see publish)
+        try:
+            results = write_user_results(manifest["users_path"], out, saved, table, cfg, lang)
+        except BaseException:
+            workbook.cancel()
+            raise
+        workbook.result()
         summary = {"status": "ok", "command": "score", "input": manifest["source"], "input_sha256": manifest["sha256"],
                    "model_dir": str(model_dir), "k": saved.k,
                    "rows_in": manifest["rows_in"], "rows_kept": manifest["rows_kept"],
