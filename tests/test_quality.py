@@ -25,6 +25,7 @@ from mailseg_dist.model.quality import (
     fit_pca,
     simplified_silhouette,
     stability_level,
+    silhouette_values,
     stratified_silhouette,
 )
 from mailseg_dist.model.scaler import fit_scaler, scaled_from_ddf
@@ -135,7 +136,7 @@ def test_stratified_silhouette_allocation_and_values():
     counts = np.bincount(labels[drawn], minlength=4)
     assert len(drawn) == 500
     assert counts[2] == 60 and counts[0] >= 100 and counts[1] >= 100  # floors (all 60 of cluster 2)
-    np.testing.assert_array_equal(per[drawn], silhouette_samples(x[drawn], labels[drawn]))
+    np.testing.assert_allclose(per[drawn], silhouette_samples(x[drawn], labels[drawn]), rtol=0, atol=1e-13)
     for j in range(4):
         np.testing.assert_array_equal(by_cluster[j], per[drawn][labels[drawn] == j])
     share = np.array(sizes) / sum(sizes)
@@ -144,6 +145,22 @@ def test_stratified_silhouette_allocation_and_values():
     assert overall == pytest.approx((share[used] * means[used]).sum() / share[used].sum(), rel=1e-12)
     again = stratified_silhouette(x, labels, 500, 100, seed=3)
     np.testing.assert_array_equal(again[2], per)  # seeded
+
+
+@pytest.mark.parametrize("block", [7, 1000])
+def test_silhouette_values_equal_sklearns_silhouette_samples(block):
+    """Blocks of rows, labels that are not 0..k-1, a point alone in its cluster, and duplicate points
+    (a = b = 0) all give sklearn's values."""
+    rng = np.random.default_rng(4)
+    x = np.vstack([rng.normal(3 * j, 1, (n, 4)) for j, n in enumerate([40, 25, 1, 30])])
+    x[5] = x[6] = x[7]
+    labels = np.repeat([9, 2, 5, 11], [40, 25, 1, 30])
+    got = silhouette_values(x, labels, block=block)
+    np.testing.assert_allclose(got, silhouette_samples(x, labels), rtol=0, atol=1e-13)
+    assert got[65] == 0.0  # the singleton
+    twins = np.vstack([np.zeros((3, 2)), np.ones((3, 2))])
+    np.testing.assert_allclose(silhouette_values(twins, [0, 0, 0, 1, 1, 1]),
+                               silhouette_samples(twins, [0, 0, 0, 1, 1, 1]), atol=1e-13)
 
 
 def test_stratified_silhouette_on_everything_is_the_plain_mean():

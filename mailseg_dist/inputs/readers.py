@@ -130,9 +130,10 @@ def _has_error_cells(path: Path) -> bool:
 def _column_texts(values: tuple) -> np.ndarray:
     """`_cell_text` of a whole column: vectorised when every cell is a number or empty (calamine gives
     floats), which is 10× faster than a Python call per cell (212,292 × 9 cells: 4.4 s → 0.4 s)."""
-    if not all(type(v) is float or v is None or v == "" for v in values):
+    kinds = set(map(type, values))  # one C-level pass; the per-cell test it replaced took 0.3 of 3.1 s
+    if not kinds <= {float, type(None), str} or (str in kinds and any(v != "" for v in values if type(v) is str)):
         return np.array([_cell_text(v) for v in values], dtype=object)
-    numbers = np.array([np.nan if v is None or v == "" else v for v in values], dtype=np.float64)
+    numbers = np.fromiter((v if type(v) is float else np.nan for v in values), np.float64, len(values))
     texts = np.full(len(numbers), None, dtype=object)
     present = ~np.isnan(numbers)
     whole = present & (numbers == np.floor(numbers)) & (np.abs(numbers) < 2**53)

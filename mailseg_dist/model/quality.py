@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.metrics import silhouette_samples
 from sklearn.utils.extmath import svd_flip
 from threadpoolctl import threadpool_limits
 
@@ -141,25 +140,73 @@ def stratified_silhouette(sample_x: np.ndarray, labels: np.ndarray, size: int, m
     (cluster → users, e.g. full-data counts) or else from the sample labels.
 
     Returns (overall, {cluster: values}, values aligned with the sample rows, NaN where not drawn).
+    `silhouette_draw` + `silhouette_values` + `silhouette_summary` are the same in three steps, so that
+    the values of several k can be computed side by side (modelling._k_rows).
     """
     x, labels = np.asarray(sample_x, dtype=np.float64), np.asarray(labels)
+    draw = silhouette_draw(labels, size, min_per_cluster, seed, population_counts)
+    values = None if draw is None else silhouette_values(x[draw["chosen"]], labels[draw["chosen"]])
+    return silhouette_summary(draw, labels, values)
+
+
+def silhouette_draw(labels: np.ndarray, size: int, min_per_cluster: int, seed: int,
+                    population_counts: dict | None = None) -> dict | None:
+    """The rows the stratified silhouette measures and the cluster shares that weight them (None: < 2
+    clusters or < 3 rows, no silhouette)."""
+    labels = np.asarray(labels)
     clusters, available = np.unique(labels, return_counts=True)
-    per_sample = np.full(len(labels), np.nan)
     if len(clusters) < 2 or len(labels) < 3:
-        return float("nan"), {int(c): np.zeros(0) for c in clusters}, per_sample
+        return None
     pop = np.array([(population_counts or {}).get(int(c), 0) for c in clusters], dtype=np.float64)
     share = pop / pop.sum() if population_counts else available / available.sum()
     alloc = _allocate(available, share, min(int(size), len(labels)), int(min_per_cluster))
     rng = np.random.default_rng(seed)
     chosen = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), m, replace=False)
                                      for c, m in zip(clusters, alloc)]))
-    values = silhouette_samples(x[chosen], labels[chosen], metric="euclidean")
+    return {"clusters": clusters, "share": share, "alloc": alloc, "chosen": chosen}
+
+
+def silhouette_summary(draw: dict | None, labels: np.ndarray, values: np.ndarray | None):
+    """(overall, {cluster: values}, per sample row) from a draw and the silhouettes of its rows."""
+    labels = np.asarray(labels)
+    per_sample = np.full(len(labels), np.nan)
+    if draw is None:
+        return float("nan"), {int(c): np.zeros(0) for c in np.unique(labels)}, per_sample
+    clusters, share, alloc, chosen = draw["clusters"], draw["share"], draw["alloc"], draw["chosen"]
     per_sample[chosen] = values
     by_cluster = {int(c): values[labels[chosen] == c] for c in clusters}
     drawn = alloc > 0
     means = np.array([by_cluster[int(c)].mean() if m else 0.0 for c, m in zip(clusters, alloc)])
     overall = float((share[drawn] * means[drawn]).sum() / share[drawn].sum())
     return overall, by_cluster, per_sample
+
+
+def silhouette_values(x: np.ndarray, labels: np.ndarray, block: int = 1000) -> np.ndarray:
+    """sklearn's `silhouette_samples` (Euclidean) of every row, a block of rows at a time: the distances by
+    one BLAS product and their per-cluster sums by a second (sklearn adds them up with a bincount per row).
+    5,000 points: 0.26 instead of 0.60 s on one thread; equal to sklearn's within 1e-14."""
+    x = np.asarray(x, dtype=np.float64)
+    codes = np.unique(np.asarray(labels), return_inverse=True)[1].ravel()
+    members = np.zeros((len(x), int(codes.max()) + 1))
+    members[np.arange(len(x)), codes] = 1.0
+    sizes, norms = members.sum(axis=0), np.einsum("ij,ij->i", x, x)
+    out = np.empty(len(x))
+    for start in range(0, len(x), block):
+        rows = np.arange(min(block, len(x) - start))
+        sq = norms[start + rows, None] + norms[None, :] - 2.0 * (x[start + rows] @ x.T)
+        np.maximum(sq, 0.0, out=sq)
+        sq[rows, start + rows] = 0.0  # a point's distance to itself, exactly (as sklearn sets it)
+        sums = np.sqrt(sq) @ members
+        own = codes[start + rows]
+        mates = sizes[own] - 1
+        a = sums[rows, own] / np.maximum(mates, 1)
+        means = sums / sizes
+        means[rows, own] = np.inf
+        b = means.min(axis=1)
+        top = np.maximum(a, b)
+        ok = (mates > 0) & (top > 0)  # a point alone in its cluster, or a = b = 0: 0, as sklearn
+        out[start + rows] = np.where(ok, (b - a) / np.where(ok, top, 1.0), 0.0)
+    return out
 
 
 def bootstrap_stability(sample_x: np.ndarray, k: int, reference_centers: np.ndarray, rounds: int, seed: int,
