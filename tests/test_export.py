@@ -160,6 +160,16 @@ def test_a_workbook_scored_from_the_users_layer_equals_the_one_read_from_the_res
     assert len(got["Clusters"]) == (limit + 1 if limit else len(users) + 1)
 
 
+def test_a_k_search_on_a_sample_says_so_in_the_k_sheet_headers(dask_client, tmp_path, cfg, setup):
+    _, folder, result, table = setup
+    out = write_user_results(folder, tmp_path, result, table, cfg)
+    plain = write_results_xlsx(out, tmp_path / "p.xlsx", table, result.k_table, cfg)
+    sampled = write_results_xlsx(out, tmp_path / "s.xlsx", table, result.k_table, cfg, lang="en", sample_rows=4000)
+    assert next(openpyxl.load_workbook(plain)["Eleccion_k"].values)[1] == "inercia"
+    header = next(openpyxl.load_workbook(sampled)["Eleccion_k"].values)
+    assert header[1] == "inertia (sample of 4,000 users)" and header[5] == "sizes (sample of 4,000 users)"
+
+
 def test_formula_looking_text_is_written_as_text(dask_client, tmp_path, cfg, clean_users):
     users = clean_users.copy()
     users["Id"] = users["Id"].astype(str)

@@ -29,6 +29,7 @@ LEVEL_COLOURS = {"high": "#2e7d32", "low": "#ef8f00"}
 L = {
     "es": {"k": "número de segmentos k", "inertia": "inercia (suma de distancias² al centro)",
            "elbow": "Curva del codo: inercia según k", "chosen": "k elegida = {k}",
+           "sampled": "inercia en una muestra de {n:,} usuarios\n(suma de distancias² al centro)",
            "quality": "Calidad según k", "sil": "silueta (más alta = mejor)",
            "ch": "Calinski-Harabasz (más alto = mejor)",
            "db": "Davies-Bouldin (más bajo = mejor)",
@@ -43,6 +44,7 @@ L = {
            "cols": ["Envíos", "Rebotes", "Aperturas", "Clics", "Total", "Compra", "Hora", "Día sem.", "Compromiso"]},
     "en": {"k": "number of segments k", "inertia": "inertia (sum of squared distances to the centre)",
            "elbow": "Elbow curve: inertia by k", "chosen": "chosen k = {k}",
+           "sampled": "inertia over a sample of {n:,} users\n(sum of squared distances to the centre)",
            "quality": "Quality by k", "sil": "silhouette (higher = better)",
            "ch": "Calinski-Harabasz (higher = better)",
            "db": "Davies-Bouldin (lower = better)",
@@ -86,7 +88,8 @@ def _mark_k(ax, chosen_k: int, lang: str) -> None:
     ax.axvline(chosen_k, color="#c62828", linestyle="--", linewidth=1.2, label=L[lang]["chosen"].format(k=chosen_k))
 
 
-def elbow_figure(k_table: list[dict], chosen_k: int, path, lang: str = "es") -> Path:
+def elbow_figure(k_table: list[dict], chosen_k: int, path, lang: str = "es", sample_rows: int | None = None) -> Path:
+    """Inertia by k; `sample_rows`: the k search ran on that many users (selection.search_rows), the axis says so."""
     t = L[check_lang(lang)]
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
@@ -95,7 +98,8 @@ def elbow_figure(k_table: list[dict], chosen_k: int, path, lang: str = "es") -> 
     _mark_k(ax, chosen_k, lang)
     if chosen_k in ks:
         ax.plot([chosen_k], inertia[list(ks).index(chosen_k)], marker="o", markersize=11, color="#c62828")
-    ax.set(title=t["elbow"], xlabel=t["k"], ylabel=t["inertia"], xticks=ks)
+    ylabel = t["sampled"].format(n=sample_rows) if sample_rows else t["inertia"]
+    ax.set(title=t["elbow"], xlabel=t["k"], ylabel=ylabel, xticks=ks)
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
@@ -240,7 +244,8 @@ def make_all_figures(out_dir, model_result, segment_table: pd.DataFrame, cfg: di
     folder = as_location(out_dir) / FIGURES_SUBDIR
     r = model_result
     return {
-        "elbow": elbow_figure(r.k_table, r.k, folder / FIGURE_FILES["elbow"], lang),
+        "elbow": elbow_figure(r.k_table, r.k, folder / FIGURE_FILES["elbow"], lang,
+                              sample_rows=(r.k_reason or {}).get("search_rows")),
         "k_quality": k_quality_figure(r.k_table, r.k, folder / FIGURE_FILES["k_quality"], lang),
         "segments": segments_figure(segment_table, folder / FIGURE_FILES["segments"], lang),
         "profiles": profile_heatmap_figure(segment_table, folder / FIGURE_FILES["profiles"], lang),

@@ -57,7 +57,7 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
         # goes on with other tasks beside it (workbook.write_workbook_task): not on the critical path.
         return client.submit(write_workbook_task, out / USERS_SUBDIR, xlsx, table, result.k_table, cfg, lang,
                              k_reason_text(result.k_reason, lang), changes=changes_block, scoring=scoring,
-                             pure=False)
+                             sample_rows=(result.k_reason or {}).get("search_rows"), pure=False)
 
     workbook = None if callable(changes) else start_workbook(changes)
     try:

@@ -48,6 +48,7 @@ SAMPLE_NOTE = {
 K_HEADERS = {"es": ["k", "inercia", "silueta", "calinski_harabasz", "davies_bouldin", "tamaños", "elegida"],
              "en": ["k", "inertia", "silhouette", "calinski_harabasz", "davies_bouldin", "sizes", "chosen"]}
 CHOSEN = {"es": "sí", "en": "yes"}
+SAMPLED = {"es": " (muestra de {n:,} usuarios)", "en": " (sample of {n:,} users)"}
 REASON_LABEL = {"es": "Motivo de la elección", "en": "Why this k"}
 
 
@@ -163,9 +164,13 @@ def _segments_formats(lang: str) -> dict:
             for col in SEGMENT_SHEET_COLUMNS if col in PERCENT_COLUMNS or col.endswith(("_mean", "_rate"))}
 
 
-def _k_rows(k_table: list[dict], chosen_k: int, k_reason: str | None, lang: str):
-    """Rows of sheet Eleccion_k (a blank row, then the reason); a header-only table when there is none."""
-    headers = K_HEADERS[lang]
+def _k_rows(k_table: list[dict], chosen_k: int, k_reason: str | None, lang: str, sample_rows: int | None = None):
+    """Rows of sheet Eleccion_k (a blank row, then the reason); a header-only table when there is none.
+    `sample_rows`: the search ran on that many users, and the inertia and size headers say so."""
+    headers = list(K_HEADERS[lang])
+    if sample_rows:
+        headers[1] += SAMPLED[lang].format(n=sample_rows)
+        headers[5] += SAMPLED[lang].format(n=sample_rows)
     rows = []
     for entry in k_table:
         values = [_value(entry.get(key)) for key in ["k", "inertia", "silhouette", "calinski_harabasz",
@@ -184,7 +189,7 @@ def _k_rows(k_table: list[dict], chosen_k: int, k_reason: str | None, lang: str)
 
 def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_table: list[dict], cfg: dict,
                        lang: str = "es", k_reason: str | None = None, changes: dict | None = None,
-                       scoring: UserScoring | None = None) -> Path:
+                       scoring: UserScoring | None = None, sample_rows: int | None = None) -> Path:
     """Sheets Clusters, Recomendaciones, Eleccion_k (and Cambios / Changes for an update's `changes`, see
     outputs.changes); streamed with bounded memory; returns the path.
 
@@ -215,7 +220,7 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
     failed: list[Exception] = []
     sheets = [("Clusters", _users_sheet(files, cut, size, seed, failed, scoring)),
               ("Recomendaciones", _segments_rows(segment_table, lang)),
-              ("Eleccion_k", _k_rows(k_table, len(segment_table), k_reason, lang))]
+              ("Eleccion_k", _k_rows(k_table, len(segment_table), k_reason, lang, sample_rows))]
     if changes:  # an update: what changed since the parent version (imported here: export stays light)
         from mailseg_dist.outputs.changes import add_changes_sheet
 
