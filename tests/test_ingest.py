@@ -203,6 +203,35 @@ def test_distributed_client_gives_the_same_result(tmp_path):
     pd.testing.assert_frame_equal(ledger_of(remote[1]), ledger_of(local[1]))
 
 
+@pytest.mark.parametrize("typed", [False, True], ids=["text-parquet", "typed-parquet"])
+def test_parquet_row_groups_read_side_by_side_give_what_one_reader_gives(tmp_path, dask_client, typed):
+    """A Parquet file of several row groups is read by several worker tasks (runs of row groups): the raw,
+    users and rejects layers and the manifest's counts are those of one reader, source rows included."""
+    rows = make_table()
+    for row in rows[12:18]:  # a whole row group without a city: its chunk types that column as null
+        row[9] = None
+    if typed:
+        rows = [r for r in rows if all(isinstance(v, (int, float)) for v in r[:9])]
+        table = pa.Table.from_pandas(pd.DataFrame([r for r in rows], columns=HEADER), preserve_index=False)
+        pq.write_table(table, tmp_path / "in.parquet", row_group_size=6)
+    else:
+        columns = {h: pa.array([None if r[i] is None else _cell(r[i]) for r in rows], pa.string())
+                   for i, h in enumerate(HEADER)}
+        pq.write_table(pa.table(columns), tmp_path / "in.parquet", row_group_size=6)
+    one, one_catalog = run_ingest(tmp_path / "in.parquet", tmp_path, "one")
+    many, many_catalog = run_ingest(tmp_path / "in.parquet", tmp_path, "many", client=dask_client)
+    names = sorted(p.name for p in many_catalog.raw(MONTH).iterdir())
+    assert len({name.split("-")[1] for name in names}) == 4  # 2 workers × 2 runs of row groups
+    read = lambda catalog: pd.read_parquet(catalog.raw(MONTH)).reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(read(many_catalog), read(one_catalog))
+    assert read(many_catalog)[SOURCE_ROW].tolist() == list(range(1, len(rows) + 1))
+    assert_same_bits(users_of(many_catalog), users_of(one_catalog))
+    pd.testing.assert_frame_equal(ledger_of(many_catalog), ledger_of(one_catalog))
+    keys = ["rows_in", "rows_kept", "rows_rejected", "rejects_by_reason", "id_type", "columns", "format"]
+    assert {k: many[k] for k in keys} == {k: one[k] for k in keys} and many["rows_in"] == len(rows)
+    assert many["parts"] == len(names)
+
+
 # ---------------------------------------------------------------- idempotency and replace
 
 

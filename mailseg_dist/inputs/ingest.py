@@ -2,8 +2,8 @@
 
 Stages, each written to a temporary folder and swapped in (atomic_dir); the
 manifest is written last and is the commit mark of a month:
-1. read the file in chunks into the raw layer (runs as one task on a worker
-   when a Dask client is given, so the rows never pass through the client);
+1. read the file in chunks into the raw layer (raw_layer.py: on the workers when a Dask client is
+   given, so the rows never pass through the client; a Parquet file's row groups side by side);
 2. clean the raw layer with Dask, partition by partition, into users + rejects;
 3. write the manifest: input hash, options, counts, rejects by reason.
 The same input content again is recognised by its SHA-256 and skipped.
@@ -20,66 +20,30 @@ from pathlib import Path
 import dask
 import dask.dataframe as dd
 import pandas as pd
-import pyarrow as pa
 
 from mailseg_dist.core.atomic import atomic_dir, write_json
 from mailseg_dist.core.catalog import Catalog, check_month, current_month
-from mailseg_dist.core.errors import InputDataError, MailsegError, UsageError
+from mailseg_dist.core.errors import InputDataError, UsageError
 from mailseg_dist.core.parquet import parquet_files
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.storage import (
     as_location,
     file_sha256,
     is_remote,
-    local_copy,
     read_json,
     remove_tree,
     write_frame,
-    write_parquet,
 )
 from mailseg_dist.inputs.clean import coerce_partition, split_partition
-from mailseg_dist.inputs.duplicate_ids import NO_DUPLICATES, first_rows, has_later_copy, part_summary
+from mailseg_dist.inputs.duplicate_ids import (
+    NO_DUPLICATES,
+    first_rows,
+    has_later_copy,
+    part_summary,
+)
 from mailseg_dist.inputs.overlap import overlapping
-from mailseg_dist.inputs.readers import read_chunks
-from mailseg_dist.inputs.schema import ID, SOURCE_ROW, id_is_integer
-
-
-def write_raw_layer(path: str, raw_dir: str, ingest_cfg: dict, sheet=None, sep=None, decimal=None) -> dict:
-    """Stream the input into raw Parquet part files; return what was read (small).
-
-    An input in an object store is first downloaded to this process's temporary folder.
-    """
-    with local_copy(path) as local:
-        return _write_raw_parts(local, raw_dir, ingest_cfg, sheet, sep, decimal)
-
-
-def _write_raw_parts(path, raw_dir: str, ingest_cfg: dict, sheet, sep, decimal) -> dict:
-    info, chunks = read_chunks(path, ingest_cfg, sheet=sheet, sep=sep, decimal=decimal)
-    rows, parts, integer_ids, schema = 0, 0, True, None
-    with atomic_dir(as_location(raw_dir)) as tmp:
-        for chunk in chunks:
-            integer_ids = integer_ids and id_is_integer(chunk[ID])
-            table = pa.Table.from_pandas(chunk, preserve_index=False)
-            if schema is None:
-                schema = pa.schema([f if not pa.types.is_null(f.type) else pa.field(f.name, pa.string())
-                                    for f in table.schema])
-            write_parquet(table.cast(schema), tmp / f"part-{parts:05d}.parquet")
-            rows += len(chunk)
-            parts += 1
-        if parts == 0:  # header only: one empty part with the header's columns keeps the layer readable
-            empty = {name: pa.array([], pa.string()) for name in info.header}
-            write_parquet(pa.table({**empty, SOURCE_ROW: pa.array([], pa.int64())}), tmp / "part-00000.parquet")
-    return {"rows_in": rows, "parts": parts, "format": info.fmt, "options": info.options,
-            "columns": info.columns, "id_type": "int" if integer_ids else "string"}
-
-
-def _raw_layer_task(*args) -> dict | MailsegError:
-    """write_raw_layer as a worker task: a bad input comes back as a value, so the worker does
-    not log an expected user error as a crashed task with a traceback."""
-    try:
-        return write_raw_layer(*args)
-    except MailsegError as exc:
-        return exc
+from mailseg_dist.inputs.raw_layer import write_raw_layer_on
+from mailseg_dist.inputs.schema import ID, SOURCE_ROW
 
 
 def _write_clean_part(coerced: pd.DataFrame, first_rows: pd.Series, users_dir: str, rejects_dir: str,
@@ -180,11 +144,7 @@ def ingest(input_path: str | Path, cfg: dict, catalog: Catalog, month: str | Non
         if client is not None and is_remote(input_path) else file_sha256(input_path)
 
     def write_raw(raw_dir: Path) -> dict:
-        args = (str(input_path), str(raw_dir), cfg["ingest"], sheet, sep, decimal)
-        read = client.submit(_raw_layer_task, *args, pure=False).result() if client else write_raw_layer(*args)
-        if isinstance(read, MailsegError):
-            raise read
-        return read
+        return write_raw_layer_on(client, str(input_path), str(raw_dir), cfg["ingest"], sheet, sep, decimal)
 
     request = _request(cfg, sheet, sep, decimal)
     return _ingest_content(str(input_path), digest, request, write_raw, cfg, catalog, month, replace, started)

@@ -328,7 +328,29 @@ def iter_csv(path: Path, info: InputInfo, chunk_rows: int, sep: str, decimal: st
                                   "header:")
 
 
-def iter_parquet(path: Path, info: InputInfo, chunk_rows: int):
+def parquet_pieces(path: Path, pieces: int) -> list[tuple[list[int], int]]:
+    """The file's row groups in up to `pieces` contiguous runs of about equal rows, each with the source row
+    of its first row (1 = the first data row), for readers working side by side; [] for a file without
+    row groups or one that is not Parquet (the one-reader path then reports it)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path, pre_buffer=False).metadata
+    except Exception:
+        return []
+    rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    total, out, first = sum(rows), [], 1
+    for i, count in enumerate(rows):
+        if not out or (first - 1 >= total * len(out) / pieces and len(out) < pieces):
+            out.append(([], first))
+        out[-1][0].append(i)
+        first += count
+    return out
+
+
+def iter_parquet(path: Path, info: InputInfo, chunk_rows: int, row_groups: list[int] | None = None,
+                 first: int = 1):
+    """Chunks of the file (or of its `row_groups`, whose first row is source row `first`)."""
     import pyarrow.parquet as pq
 
     try:
@@ -341,8 +363,7 @@ def iter_parquet(path: Path, info: InputInfo, chunk_rows: int):
     header = _header(path, names, "schema:")
     info.columns = dict(zip(names, header))
     info.header = header
-    first = 1
-    for batch in source.iter_batches(batch_size=chunk_rows):
+    for batch in source.iter_batches(batch_size=chunk_rows, row_groups=row_groups):
         chunk = batch.to_pandas()
         chunk.columns = header
         for col in chunk.columns:  # text columns as object so every part file has one schema
