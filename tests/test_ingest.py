@@ -232,6 +232,17 @@ def test_parquet_row_groups_read_side_by_side_give_what_one_reader_gives(tmp_pat
     assert many["parts"] == len(names)
 
 
+def test_parquet_of_empty_row_groups_read_side_by_side_is_a_header_only_month(tmp_path, dask_client):
+    schema = pa.schema([(h, pa.string()) for h in HEADER])
+    with pq.ParquetWriter(tmp_path / "empty.parquet", schema) as writer:
+        for _ in range(3):
+            writer.write_table(pa.table({h: pa.array([], pa.string()) for h in HEADER}))
+    assert pq.ParquetFile(tmp_path / "empty.parquet").metadata.num_row_groups == 3
+    manifest, catalog = run_ingest(tmp_path / "empty.parquet", tmp_path, "empty", client=dask_client)
+    assert (manifest["rows_in"], manifest["rows_kept"], manifest["rows_rejected"]) == (0, 0, 0)
+    assert [p.name for p in catalog.raw(MONTH).iterdir()] == ["part-00000.parquet"]
+
+
 # ---------------------------------------------------------------- idempotency and replace
 
 

@@ -34,11 +34,17 @@ def write_raw_layer(path: str, raw_dir: str, ingest_cfg: dict, sheet=None, sep=N
     with local_copy(path) as local:
         info, chunks = read_chunks(local, ingest_cfg, sheet=sheet, sep=sep, decimal=decimal)
         with atomic_dir(as_location(raw_dir)) as tmp:
-            written = _write_chunks(chunks, tmp, "part-")
-            if written["parts"] == 0:  # header only: one empty part with the header's columns keeps it readable
-                empty = {name: pa.array([], pa.string()) for name in info.header}
-                write_parquet(pa.table({**empty, SOURCE_ROW: pa.array([], pa.int64())}), tmp / "part-00000.parquet")
-    return _read_summary(info, [written])
+            written = [_write_chunks(chunks, tmp, "part-")]
+            _keep_readable(info, written, tmp)
+    return _read_summary(info, written)
+
+
+def _keep_readable(info: InputInfo, written: list[dict], folder) -> None:
+    """Header only (no part written): one empty part with the header's columns keeps the layer readable."""
+    if sum(w["parts"] for w in written) == 0:
+        empty = {name: pa.array([], pa.string()) for name in info.header}
+        write_parquet(pa.table({**empty, SOURCE_ROW: pa.array([], pa.int64())}),
+                      as_location(folder) / "part-00000.parquet")
 
 
 def _write_chunks(chunks, folder, prefix: str) -> dict:
@@ -102,4 +108,5 @@ def write_raw_layer_on(client, path: str, raw_dir: str, ingest_cfg: dict, sheet=
         futures = [client.submit(_as_value, _parquet_piece, path, str(tmp), int(ingest_cfg["chunk_rows"]), i,
                                  groups, first, pure=False) for i, (groups, first) in enumerate(pieces)]
         written = _raised(client.gather(futures))
+        _keep_readable(written[0]["info"], written, tmp)  # row groups that are all empty
     return _read_summary(written[0]["info"], written)
