@@ -50,8 +50,9 @@ def _repeated_across(files: list[str]) -> pd.Series:
     return compute(dups.groupby(ID)[SOURCE_ROW].min())[0]
 
 
-def first_rows(summaries: list[dict], users_files: list[str]) -> tuple[pd.Series, list[int]]:
-    """(Id → lowest source row for every repeated Id, positions of the parts that may hold a later copy).
+def first_rows(summaries: list[dict], users_files: list[str]) -> tuple[pd.Series, list[int], int]:
+    """(Id → lowest source row for every repeated Id, positions of the parts that may hold a later copy,
+    how many parts were compared because their Id ranges overlap).
 
     `summaries[i]` (part_summary) and `users_files[i]` describe part i."""
     shared = overlapping([s["id_range"] for s in summaries])
@@ -61,8 +62,8 @@ def first_rows(summaries: list[dict], users_files: list[str]) -> tuple[pd.Series
         found.append(_repeated_across([users_files[i] for i in shared]))
     found = [f for f in found if len(f)]
     if not found:
-        return NO_DUPLICATES, []
-    return pd.concat(found), sorted(set(shared) | set(inside))
+        return NO_DUPLICATES, [], len(shared)
+    return pd.concat(found), sorted(set(shared) | set(inside)), len(shared)
 
 
 def has_later_copy(users_part: str, first: pd.Series) -> bool:

@@ -41,7 +41,6 @@ from mailseg_dist.inputs.duplicate_ids import (
     has_later_copy,
     part_summary,
 )
-from mailseg_dist.inputs.overlap import overlapping
 from mailseg_dist.inputs.raw_layer import write_raw_layer_on
 from mailseg_dist.inputs.schema import ID, SOURCE_ROW
 
@@ -79,10 +78,9 @@ def _clean_parts(raw_dir, users_tmp, rejects_tmp, id_type: str, ccfg: dict) -> t
     args = (id_type, ccfg, str(users_tmp), str(rejects_tmp))
     results = list(compute(*[dask.delayed(_clean_part)(part, *args, i) for i, part in enumerate(parts)]))
     users_files = [str(as_location(users_tmp) / f"part-{i:05d}.parquet") for i in range(len(parts))]
-    first, suspects = first_rows(results, users_files)
+    first, suspects, compared = first_rows(results, users_files)
     redone = compute(*[dask.delayed(_reclean_part)(parts[i], first, *args, i) for i in suspects])
-    scan = {"parts": len(parts), "parts_compared": len(overlapping([r["id_range"] for r in results])),
-            "parts_cleaned_again": sum(r is not None for r in redone)}
+    scan = {"parts": len(parts), "parts_compared": compared, "parts_cleaned_again": sum(r is not None for r in redone)}
     for i, result in zip(suspects, redone):
         results[i] = result or results[i]
     return results, scan

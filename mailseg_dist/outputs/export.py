@@ -159,11 +159,12 @@ def _write_part(part: pd.DataFrame, scoring: UserScoring, folder: str, index: in
 
 
 def write_user_results(users_path, out_dir, model_result, segment_table: pd.DataFrame, cfg: dict,
-                       lang: str = "es") -> Path:
-    """Resultados/usuarios/: one Parquet part per input partition, written by the workers; returns the folder."""
+                       lang: str = "es", scoring: UserScoring | None = None) -> Path:
+    """Resultados/usuarios/: one Parquet part per input partition, written by the workers; returns the folder.
+    `scoring`: the UserScoring already made for these users (publish shares it with the workbook)."""
     ddf = _read_users(users_path)
-    scoring = user_scoring(users_path, model_result, segment_table, cfg, lang,
-                           id_is_int=pd.api.types.is_integer_dtype(ddf.dtypes[ID]))
+    scoring = scoring or user_scoring(users_path, model_result, segment_table, cfg, lang,
+                                      id_is_int=pd.api.types.is_integer_dtype(ddf.dtypes[ID]))
     shared = dask.delayed(scoring, pure=True)  # one key (the model inside), shipped once per worker
     final = as_location(out_dir) / USERS_SUBDIR
     with atomic_dir(final) as tmp:

@@ -21,7 +21,7 @@ from mailseg_dist.outputs.export import scored_users, user_scoring, write_user_r
 from mailseg_dist.outputs.figures import make_all_figures
 from mailseg_dist.outputs.report import report_context, write_report
 from mailseg_dist.outputs.segment_files import save_segment_table
-from mailseg_dist.outputs.workbook import write_workbook_task
+from mailseg_dist.outputs.workbook import cancelled_on_error, write_workbook_task
 from mailseg_dist.segments.profiles import segment_profiles
 from mailseg_dist.segments.recommend import segment_table as build_segment_table
 from mailseg_dist.segments.texts import k_reason_text
@@ -60,13 +60,8 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
                              sample_rows=(result.k_reason or {}).get("search_rows"), pure=False)
 
     workbook = None if callable(changes) else start_workbook(changes)
-    try:
-        with stage("user_results", "writing per-user results (workers)"):
-            results_dir = write_user_results(users, out, result, table, cfg, lang)
-    except BaseException:
-        if workbook is not None:
-            workbook.cancel()
-        raise
+    with stage("user_results", "writing per-user results (workers)"), cancelled_on_error(workbook):
+        results_dir = write_user_results(users, out, result, table, cfg, lang, scoring=scoring)
     if callable(changes):  # the Cambios sheet needs the drift, which needs the new results
         with stage("drift", "measuring what changed since the previous version"):
             changes = changes(results_dir)

@@ -12,6 +12,7 @@ str, is a text cell, so a value such as "=1+1" or "@x" stays text, never a formu
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -237,6 +238,17 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
                 raise failed[0] from None
             raise
     return as_location(xlsx_path)
+
+
+@contextlib.contextmanager
+def cancelled_on_error(workbook):
+    """Cancel the workbook's future (None: nothing started) when the work beside it fails."""
+    try:
+        yield
+    except BaseException:
+        if workbook is not None:
+            workbook.cancel()
+        raise
 
 
 def write_workbook_task(*args, **kwargs) -> Path:

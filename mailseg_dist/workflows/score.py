@@ -32,7 +32,7 @@ from mailseg_dist.inputs.ingest import ingest, ingest_frame
 from mailseg_dist.model.model_files import load_saved_model
 from mailseg_dist.outputs.export import user_scoring, write_user_results
 from mailseg_dist.outputs.segment_files import load_segment_table
-from mailseg_dist.outputs.workbook import write_workbook_task
+from mailseg_dist.outputs.workbook import cancelled_on_error, write_workbook_task
 from mailseg_dist.workflows.run import is_frame
 
 log = logging.getLogger("mailseg")
@@ -84,11 +84,8 @@ def score_file(input_path, cfg: dict, catalog: Catalog, client, out_dir=None, mo
         xlsx, scoring = out / XLSX_NAME, user_scoring(manifest["users_path"], saved, table, cfg, lang)
         workbook = client.submit(write_workbook_task, out / USERS_SUBDIR, xlsx, table, [], cfg, lang, None,
                                  scoring=scoring, pure=False)  # beside the per-user results (see publish)
-        try:
-            results = write_user_results(manifest["users_path"], out, saved, table, cfg, lang)
-        except BaseException:
-            workbook.cancel()
-            raise
+        with cancelled_on_error(workbook):
+            results = write_user_results(manifest["users_path"], out, saved, table, cfg, lang, scoring=scoring)
         workbook.result()
         summary = {"status": "ok", "command": "score", "input": manifest["source"], "input_sha256": manifest["sha256"],
                    "model_dir": str(model_dir), "k": saved.k,
