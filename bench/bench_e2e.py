@@ -88,7 +88,8 @@ VERSIONS = ["mailseg", "pandas", "numpy", "scikit-learn", "scipy", "dask", "dist
 # mailseg's publish stages are only in its log: "<what it does>: 1.2 s".
 STAGE_LINE = re.compile(r"^mailseg: (.+): (\d+(?:\.\d+)?) s$")
 PUBLISH_LOG = {"writing per-user results": "publish_user_results", "writing the model, scaler": "publish_model_files",
-               "drawing the figures": "publish_figures", "writing the report": "publish_report",
+               "drawing the figures": "publish_figures", "finishing the figures": "publish_figures",
+               "writing the report": "publish_report",
                "finishing the workbook": "publish_xlsx_wait"}
 
 

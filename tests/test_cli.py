@@ -162,6 +162,15 @@ def test_argparse_usage_errors_exit_2_without_traceback(tmp_path, args):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_console_script_returns_mains_exit_code_and_then_freezes_the_heap(monkeypatch):
+    import jobs.cli as cli
+
+    events = []
+    monkeypatch.setattr(cli, "main", lambda: events.append("main") or 3)
+    monkeypatch.setattr(cli.gc, "freeze", lambda: events.append("freeze"))
+    assert cli.console() == 3 and events == ["main", "freeze"]
+
+
 # ---------------------------------------------------------------- input errors (exit 3) and re-ingest (exit 2)
 def test_missing_input_exits_3_before_starting_a_cluster(tmp_path):
     for command in (["run"], ["ingest"], ["score"]):

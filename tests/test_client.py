@@ -190,6 +190,8 @@ def _check_loopback(client, dashboard: bool) -> None:
 
     backends = client.run(lambda: pa.default_memory_pool().backend_name)
     assert set(backends.values()) == {"system"}
+    plugins = client.run(lambda dask_worker: sorted(dask_worker.plugins))
+    assert all(client_mod.QuickProcessExit.name in names for names in plugins.values())
     assert client.submit(sum, [1, 2, 3]).result() == 6
 
 
@@ -201,6 +203,32 @@ def test_local_cluster_workers_get_the_malloc_thresholds_of_the_config(trim, mma
     dask_trim = str(dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"])
     assert set(env.values()) == ({(str(2**26), str(2**25))} if trim else {(dask_trim, None)})
     assert len(env) == 2 and "MALLOC_MMAP_THRESHOLD_" not in os.environ  # only the workers' environment
+
+
+@pytest.mark.parametrize("nanny, status, frozen", [
+    ("tcp://127.0.0.1:1", "closing", True), ("tcp://127.0.0.1:1", "closing_gracefully", True),
+    ("tcp://127.0.0.1:1", "running", False),  # the plugin removed from a worker that goes on
+    (None, "closing", False),  # a worker in the caller's own process: its heap is the caller's
+], ids=["closing", "closing-gracefully", "removed-while-running", "in-process"])
+def test_quick_process_exit_freezes_the_heap_only_of_a_worker_process_that_is_closing(monkeypatch, nanny, status,
+                                                                                       frozen):
+    from types import SimpleNamespace
+
+    from distributed.core import Status
+
+    calls = []
+    monkeypatch.setattr(client_mod.gc, "freeze", lambda: calls.append(1))
+    client_mod.QuickProcessExit().teardown(SimpleNamespace(nanny=nanny, status=Status[status]))
+    assert calls == ([1] if frozen else [])
+
+
+def test_background_imports_load_the_modules_and_ignore_one_that_fails():
+    code = ("import sys; from mailseg_dist.core.warm import import_in_background; "
+            "import_in_background(('json.tool', 'no_such_module_here', 'xml.dom.minidom')).join(30); "
+            "print(sorted(m for m in ('json.tool', 'xml.dom.minidom', 'no_such_module_here') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['json.tool',", "'xml.dom.minidom']"] and not done.stderr
 
 
 # --------------------------------------------------------------------------- RunMonitor

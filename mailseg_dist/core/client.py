@@ -14,6 +14,7 @@ workers, or a scheduler that goes away, ends the job with exit 4.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import ssl
@@ -142,10 +143,30 @@ class ArrowSystemPool(WorkerPlugin):
         pa.set_memory_pool(pa.system_memory_pool())
 
 
+class QuickProcessExit(WorkerPlugin):
+    """Worker plugin: a worker process that is closing exits without collecting its heap first.
+
+    A spawned worker process ends like any Python program: a last garbage collection over every object its
+    imports left (scikit-learn, scipy, pandas, Dask), ~1 s on a slow 2-core machine, and the nanny and
+    the job wait for it (closing a 2-worker LocalCluster: 1.0-1.3 s with it, 0.12-0.16 s without).
+    Only a worker run by a nanny is frozen, and only when it closes: its process ends next; a worker in the
+    caller's own process (a threads-only cluster) or a plugin merely removed leaves the heap alone."""
+
+    name = "mailseg-quick-process-exit"
+    idempotent = True
+
+    def teardown(self, worker) -> None:
+        from distributed.core import Status
+
+        if worker.nanny and worker.status in (Status.closing, Status.closing_gracefully):
+            gc.freeze()
+
+
 def _prepare_client(client, ccfg: dict, remote: bool) -> None:
     if remote:
         _check_worker_versions(client)
     client.register_plugin(ArrowSystemPool())
+    client.register_plugin(QuickProcessExit())
     progress.configure(ccfg["progress"])
 
 

@@ -3,12 +3,13 @@
 Order matters (names need profiles, profiles need every user's cluster):
 `describe_segments`: per-user scores (lazy) → profiles → segment table (names, levels, actions);
 `publish`: workbook (one worker task, in the background, from the users layer) → per-user Parquet (workers)
-→ model files → figures → report. Every file is written atomically.
+with the figures drawn beside them on the client → model files → report. Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
@@ -60,8 +61,15 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
                              sample_rows=(result.k_reason or {}).get("search_rows"), pure=False)
 
     workbook = None if callable(changes) else start_workbook(changes)
-    with stage("user_results", "writing per-user results (workers)"), cancelled_on_error(workbook):
-        results_dir = write_user_results(users, out, result, table, cfg, lang, scoring=scoring)
+    with ThreadPoolExecutor(1, thread_name_prefix="mailseg-figures") as drawing:
+        # The figures need only the model and the segment table: the client draws them while the workers
+        # write the per-user results (one after the other: 1.6 + 3.3 s at 212,292 users on a slow machine).
+        figures = drawing.submit(make_all_figures, out, result, table, cfg, lang)
+        with stage("user_results", "writing per-user results (workers) and drawing the figures"), \
+                cancelled_on_error(workbook):
+            results_dir = write_user_results(users, out, result, table, cfg, lang, scoring=scoring)
+        with stage("figures", "finishing the figures"):
+            figures = figures.result()
     if callable(changes):  # the Cambios sheet needs the drift, which needs the new results
         with stage("drift", "measuring what changed since the previous version"):
             changes = changes(results_dir)
@@ -71,9 +79,9 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
     with stage("model_files", "writing the model, scaler and segment files"):
         files = {k: str(v) for k, v in write_model_files(out, result, meta).items()}
         files["segments"] = str(save_segment_table(out, table))
-    with stage("figures", "drawing the figures"):
-        figures = make_all_figures(out, result, table, cfg, lang)
-        figures.update(change_figures(out, changes, lang))
+    if changes is not None:
+        with stage("change_figures", "drawing the figures of what changed"):
+            figures.update(change_figures(out, changes, lang))
     files.update({"user_results": str(results_dir), "xlsx": str(xlsx), "report": str(out / REPORT_HTML),
                   "figures": {k: str(v) for k, v in figures.items()}})
     with stage("report", "writing the report"):

@@ -44,10 +44,14 @@ def locked_folder(out_dir, holder: str) -> Iterator:
 
 @contextlib.contextmanager
 def job(cfg: dict, out_dir, holder: str, client=None, profile: bool = False) -> Iterator[tuple]:
-    """(client, monitor) for one job writing into `out_dir`: lock → client → monitor (optional profile)."""
+    """(client, monitor) for one job writing into `out_dir`: lock → client → monitor (optional profile).
+
+    The stages' heavy imports start in the background once the lock is held (core/warm.py)."""
     from mailseg_dist.core.monitor import RunMonitor
+    from mailseg_dist.core.warm import import_in_background
 
     profile_path = as_location(out_dir) / PROFILE_HTML if profile else None
-    with locked_folder(out_dir, holder), client_scope(cfg, client) as active, \
-            RunMonitor(active, profile_path) as monitor:
-        yield active, monitor
+    with locked_folder(out_dir, holder):
+        import_in_background()
+        with client_scope(cfg, client) as active, RunMonitor(active, profile_path) as monitor:
+            yield active, monitor
