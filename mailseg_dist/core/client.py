@@ -27,7 +27,6 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from mailseg_dist.core import progress
 from mailseg_dist.core.errors import ClusterError, UsageError
-from mailseg_dist.core.warm import WORKER_MODULES, import_in_background
 
 log = logging.getLogger("mailseg")
 
@@ -163,24 +162,9 @@ class QuickProcessExit(WorkerPlugin):
             gc.freeze()
 
 
-class WarmImports(WorkerPlugin):
-    """Worker plugin: each worker imports what the job's tasks need in a background thread as it starts.
-
-    Otherwise the first task that needs scikit-learn or dask.dataframe imports it, 2-3 s on a slow 2-core
-    machine, while its worker can do nothing else; at 212,292 users one worker reads the xlsx for seconds
-    while the other one is idle, and that one gets its imports done meanwhile."""
-
-    name = "mailseg-warm-imports"
-    idempotent = True
-
-    def setup(self, worker) -> None:
-        import_in_background(WORKER_MODULES)
-
-
 def _prepare_client(client, ccfg: dict, remote: bool) -> None:
     if remote:
         _check_worker_versions(client)
-    client.register_plugin(WarmImports())  # first: the workers' imports start while the rest is set up
     client.register_plugin(ArrowSystemPool())
     client.register_plugin(QuickProcessExit())
     progress.configure(ccfg["progress"])

@@ -21,12 +21,6 @@ JOB_MODULES = ("dask.dataframe",            # ~3 s with pandas and pyarrow
                "matplotlib.figure", "matplotlib.backends.backend_agg")  # ~1 s
 
 
-# What the workers' tasks import: cleaning and per-user results (dask.dataframe, pyarrow), the scaler and
-# k-means (scikit-learn). A worker imports them as it starts instead of inside its first task that needs them.
-WORKER_MODULES = ("dask.dataframe", "pyarrow.parquet", "sklearn.cluster", "sklearn.preprocessing",
-                  "sklearn.decomposition")
-
-
 def _import_all(modules: tuple[str, ...]) -> None:
     for name in modules:
         try:
