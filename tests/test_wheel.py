@@ -189,7 +189,7 @@ def test_wheel_holds_every_subpackage_and_the_default_config_and_nothing_else(bu
     assert {name for name in names if name.endswith(".py")} == modules
     assert not [name for name in names if name.endswith((".pyc", ".csv", ".xlsx", ".parquet", ".pkl"))]
     assert f"\nVersion: {VERSION}\n" in metadata
-    assert "mailseg = jobs.cli:main" in entry_points
+    assert "mailseg = jobs.cli:console" in entry_points
     # `mailseg view` runs the page script and its server from the installed package, with the `view` extra
     assert {"mailseg_dist/viewer/app.py", "mailseg_dist/viewer/serve.py"} <= set(names)
     assert 'Requires-Dist: streamlit>=1.67.0; extra == "view"' in metadata
