@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mailseg_dist.inputs.schema import (
     BUYER,
@@ -45,22 +47,83 @@ def _all_text(col: pd.Series) -> bool:
     return pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty")
 
 
-def _as_number(col: pd.Series) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        return col.astype("float64")
+def _is_number(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+# Every character str.strip() removes lies outside ASCII '!'..'~' (ASCII blanks and controls, or non-ASCII
+# spaces): a value that neither starts nor ends with such a character is already stripped.
+_MAY_NEED_STRIP = r"^[^\x21-\x7e]|[^\x21-\x7e]$"
+
+
+def _arrow_text(col: pd.Series) -> pa.Array | None:
+    """The values of a text column as an Arrow string array (None for a column of blanks only)."""
+    values = pa.array(col, from_pandas=True)
+    return values if pa.types.is_string(values.type) or pa.types.is_large_string(values.type) else None
+
+
+def _stripped_text(col: pd.Series) -> pd.Series:
+    """str.strip() of a text column: Arrow finds the few values with an edge to strip, Python strips those.
+
+    Stripping every value in Python was 70% of cleaning an xlsx part (24 x 49 ms per 100,000 rows);
+    the Arrow scan takes 6 ms per column and the result is the same, value for value."""
+    values = _arrow_text(col)
+    if values is None:  # no value at all
+        return col
+    edge = pc.fill_null(pc.match_substring_regex(values, _MAY_NEED_STRIP), False).to_numpy(zero_copy_only=False)
+    if not edge.any():
+        return col
+    out = col.astype(object)
+    out[edge] = [value.strip() for value in out[edge]]
+    return out
+
+
+def _stripped(col: pd.Series) -> pd.Series:
+    """The column as it is checked: numbers as they are, text with the blanks around it stripped."""
+    if _is_number(col) or pd.api.types.is_bool_dtype(col):
+        return col
     if _all_text(col):
-        text = col.astype(object).str.strip()
-    else:
-        text = col.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+        return _stripped_text(col)
+    return col.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+
+
+def _arrow_numbers(text: pd.Series) -> np.ndarray | None:
+    """Arrow's float64 of a stripped text column, or None when a value needs pandas' rules.
+
+    Arrow parses 100,000 values in ~4 ms where pd.to_numeric takes ~40 ms (9 columns per part). It
+    refuses the whole column at the first value it cannot read (pandas then gives it NaN), and reads
+    '-0' as -0.0 where pandas reads the integer 0: both go to pandas. Every other value it reads, it
+    reads as pandas does (tests/test_clean_numbers.py)."""
+    values = _arrow_text(text)
+    if values is None:
+        return None
+    values = pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
+    try:
+        numbers = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        return None
+    return None if (np.signbit(numbers) & (numbers == 0)).any() else numbers
+
+
+def _as_number(text: pd.Series) -> pd.Series:
+    """Numbers of a `_stripped` column (NaN where a value is not one)."""
+    if _is_number(text):
+        return text.astype("float64")
+    if pd.api.types.is_bool_dtype(text):
+        text = text.astype(object)
+    numbers = _arrow_numbers(text) if _all_text(text) else None
+    if numbers is not None:
+        return pd.Series(numbers, index=text.index)
     return pd.to_numeric(text, errors="coerce").astype("float64")
 
 
-def _blank(col: pd.Series) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(col):
-        return col.isna()
-    if _all_text(col):
-        return col.isna() | col.astype(object).str.strip().eq("").fillna(False).astype(bool)
-    return col.isna() | col.astype(object).map(lambda v: isinstance(v, str) and not v.strip())
+def _blank(text: pd.Series) -> pd.Series:
+    """Missing or empty values of a `_stripped` column."""
+    if pd.api.types.is_numeric_dtype(text):
+        return text.isna()
+    if _all_text(text):
+        return text.isna() | text.eq("").fillna(False).astype(bool)
+    return text.isna() | text.map(lambda v: isinstance(v, str) and not v)
 
 
 class _Problems:
@@ -85,11 +148,10 @@ class _Problems:
         return pd.Series(values, index=index, dtype=object)
 
 
-def _check_counts(frame, out, problems, ccfg):
+def _check_counts(text, out, problems, ccfg):
     for name in COUNTS:
-        raw = frame[name]
-        num = _as_number(raw)
-        blank = _blank(raw).to_numpy()
+        num = _as_number(text[name])
+        blank = _blank(text[name]).to_numpy()
         if name in OPTIONAL_COUNTS and ccfg["null_counts"] == "zero":
             num = num.where(~blank, 0.0)
         else:
@@ -106,9 +168,9 @@ def _check_counts(frame, out, problems, ccfg):
         out[name] = np.nan_to_num(np.clip(vals, 0, ccfg["max_count"]), nan=0).astype("int64")
 
 
-def _check_buyer(frame, out, problems):
+def _check_buyer(frame, text, out, problems):
     raw = frame[BUYER]
-    as_num = _as_number(raw).to_numpy()
+    as_num = _as_number(text[BUYER]).to_numpy()
     value = np.where(as_num == 1, 1, np.where(as_num == 0, 0, -1))
     words = (value < 0) & raw.notna().to_numpy()  # only non-numbers can be sí/no/yes/true...
     if words.any():
@@ -118,12 +180,12 @@ def _check_buyer(frame, out, problems):
     out[BUYER] = np.where(value < 0, 0, value).astype("int64")
 
 
-def _check_averages(frame, out, problems):
-    hour = _as_number(frame["hour"]).to_numpy()
+def _check_averages(frame, text, out, problems):
+    hour = _as_number(text["hour"]).to_numpy()
     problems.add(~(np.isfinite(hour) & (hour >= 0) & (hour < 24)), "hour", "expected a number in [0, 24)")
     out["hour"] = np.nan_to_num(hour, nan=0.0, posinf=0.0, neginf=0.0)
     raw_day = frame["day_of_week"]
-    day = _as_number(raw_day)
+    day = _as_number(text["day_of_week"])
     day = day.to_numpy(dtype="float64", copy=True)
     words = np.isnan(day) & raw_day.notna().to_numpy()  # only non-numbers can be weekday names
     if words.any():
@@ -134,14 +196,14 @@ def _check_averages(frame, out, problems):
     out["day_of_week"] = np.nan_to_num(day, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _check_id(frame, out, problems, id_type):
+def _check_id(frame, text, out, problems, id_type):
     raw = frame[ID]
-    blank = _blank(raw).to_numpy()
+    blank = _blank(text[ID]).to_numpy()
     problems.add(blank, ID, "missing Id")
     if id_type == "int" and pd.api.types.is_integer_dtype(raw) and not raw.isna().any():
         out[ID] = raw.astype("int64")  # typed input (Parquet): exact, whatever the magnitude
     elif id_type == "int":
-        num = _as_number(raw).to_numpy()
+        num = _as_number(text[ID]).to_numpy()
         # beyond 2**53 a float no longer holds every integer: two Ids could silently merge
         ok = np.isfinite(num) & (num == np.round(num)) & (np.abs(num) < 2**53)
         problems.add(~ok & ~blank, ID, "expected an integer Id")
@@ -158,16 +220,17 @@ def coerce_partition(frame: pd.DataFrame, id_type: str, ccfg: dict, every_id_raw
     and a valid row needs it only if it turns out to be a later copy of a repeated Id."""
     n = len(frame)
     problems = _Problems(n)
+    text = pd.DataFrame({name: _stripped(frame[name]) for name in REQUIRED}, index=frame.index)
     blank_row = np.ones(n, dtype=bool)
     for name in REQUIRED:
-        blank_row &= _blank(frame[name]).to_numpy()
+        blank_row &= _blank(text[name]).to_numpy()
     out = pd.DataFrame(index=frame.index)
     problems.add(blank_row, "*", "blank row")
     problems.silenced = blank_row
-    _check_id(frame, out, problems, id_type)
-    _check_counts(frame, out, problems, ccfg)
-    _check_buyer(frame, out, problems)
-    _check_averages(frame, out, problems)
+    _check_id(frame, text, out, problems, id_type)
+    _check_counts(text, out, problems, ccfg)
+    _check_buyer(frame, text, out, problems)
+    _check_averages(frame, text, out, problems)
     weights = ccfg["engagement_weights"]
     out[ENGAGEMENT] = (weights["open"] * out["open"] + weights["click"] * out["click"]
                        + weights["Comprador"] * out[BUYER]).astype("float64")
