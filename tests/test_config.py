@@ -198,7 +198,7 @@ BAD_VALUES = [
     ("k_bool", {"model": {"k": True}}, "model.k", "found True", "'auto' or an integer >= 2"),
     ("chunk_rows_text", {"ingest": {"chunk_rows": "many"}}, "ingest.chunk_rows", "'many'", "an integer >= 1"),
     ("xlsx_engine", {"ingest": {"xlsx_engine": "pandas"}}, "ingest.xlsx_engine", "'pandas'",
-     "one of 'calamine', 'openpyxl'"),
+     "one of 'fastexcel', 'calamine', 'openpyxl'"),
     ("null_counts", {"cleaning": {"null_counts": "drop"}}, "cleaning.null_counts", "'drop'", "one of 'zero', 'reject'"),
     ("weight_text", {"cleaning": {"engagement_weights": {"click": "two"}}}, "cleaning.engagement_weights.click",
      "'two'", "a number >= 0"),

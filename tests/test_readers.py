@@ -162,12 +162,13 @@ def test_junk_header_message_stays_one_short_line(tmp_path):
 # ---------------------------------------------------------------- xlsx
 
 
-def test_xlsx_chunks_source_rows_and_text_cells(tmp_path):
+@pytest.mark.parametrize("engine", ["fastexcel", "calamine"])
+def test_xlsx_chunks_source_rows_and_text_cells(tmp_path, engine):
     path = write_xlsx(tmp_path / "a.xlsx", leading_blank_rows=2)  # header on Excel row 3
-    info, chunks, frame = read_all(path)
+    info, chunks, frame = read_all(path, cfg={"xlsx_engine": engine})
     assert [len(c) for c in chunks] == [3, 3, 1]
     assert frame[SOURCE_ROW].tolist() == list(range(4, 11))
-    assert info.fmt == "xlsx" and info.options == {"sheet": "Sheet1", "engine": "calamine"}
+    assert info.fmt == "xlsx" and info.options == {"sheet": "Sheet1", "engine": engine}
     assert info.header == HEADER
     # whole numbers as ints (calamine's 1.0 and openpyxl's 1 agree), other floats with every digit
     assert frame["Id"].tolist() == [str(i) for i in range(1, 8)]
@@ -185,6 +186,48 @@ def test_xlsx_engines_read_the_same_text(tmp_path):
     assert calamine["hour"].iloc[4] == repr(1 / 3)
 
 
+def _awkward_book(path, mixed: bool = False, dates: bool = False):
+    """Leading blank rows, a blank row inside, an extra text column, a cell beyond the header,
+    floats fastexcel's own text would round (1/3, 2/7, 1e20, 1e-7), blanks and blank-looking text."""
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Datos")
+    sheet.write_row(2, 0, ["user id", *HEADER[1:], "Email"])
+    values = [[i, i + 1, None, i % 3, 0, i + 2, i % 2, 1 / 3, 2 / 7] for i in range(1, 9)]
+    values[1][1], values[2][2], values[5][7], values[4][8] = 1e20, 1e-7, -3, 2.5e-5
+    for r, row in enumerate(values, start=3):
+        if r == 6:
+            continue  # a blank row among the users
+        sheet.write_row(r, 0, row)
+        sheet.write_string(r, 9, ["a@x.es", " ", "", "b@y.com"][r % 4])
+    sheet.write_string(4, 11, "beyond the header")
+    if mixed:
+        sheet.write_string(5, 1, " 7 ")
+    if dates:
+        sheet.write_datetime(5, 7, dt.datetime(2026, 1, 5), book.add_format({"num_format": "yyyy-mm-dd"}))
+    book.close()
+    return path
+
+
+@pytest.mark.parametrize("shape, fast", [({}, True), ({"mixed": True}, False), ({"dates": True}, False)])
+def test_xlsx_engines_read_the_same_text_and_rows_whichever_runs(tmp_path, shape, fast):
+    """fastexcel takes a sheet whose columns each hold one kind of cell; any other goes row by row."""
+    path = _awkward_book(tmp_path / "a.xlsx", **shape)
+    read = {engine: read_all(path, cfg={"xlsx_engine": engine, "chunk_rows": 4})
+            for engine in ("fastexcel", "calamine", "openpyxl")}
+    assert read["fastexcel"][0].options["engine"] == ("fastexcel" if fast else "calamine")
+    # a date is '2026-01-05' to calamine and '2026-01-05 00:00:00' to openpyxl (either way text, rejected)
+    for engine in ("calamine",) if shape.get("dates") else ("calamine", "openpyxl"):
+        pd.testing.assert_frame_equal(read["fastexcel"][2], read[engine][2], obj=engine)
+        assert [len(c) for c in read["fastexcel"][1]] == [len(c) for c in read[engine][1]]
+        assert read["fastexcel"][0].columns == read[engine][0].columns
+    frame = read["fastexcel"][2]
+    assert frame[SOURCE_ROW].tolist() == list(range(4, 12))
+    assert frame["send"].iloc[1] == repr(1e20) and frame["bounce"].iloc[2] == repr(1e-7)
+    assert frame["hour"].iloc[0] == repr(1 / 3) and frame["day_of_week"].iloc[0] == repr(2 / 7)
+    assert frame["day_of_week"].iloc[4] == repr(2.5e-5) and frame["hour"].iloc[5] == "-3"
+    assert frame.iloc[3].drop(SOURCE_ROW).isna().all()  # the blank row, kept for the ledger
+
+
 def test_xlsx_error_cells_are_text_with_either_engine(tmp_path):
     """calamine reads #N/A as an empty cell (python-calamine #105): such books are read with openpyxl."""
     path = tmp_path / "err.xlsx"
@@ -196,7 +239,7 @@ def test_xlsx_error_cells_are_text_with_either_engine(tmp_path):
     book.close()
     assert readers._has_error_cells(path)
     assert not readers._has_error_cells(write_xlsx(tmp_path / "ok.xlsx"))
-    for engine in ("calamine", "openpyxl"):
+    for engine in ("fastexcel", "calamine", "openpyxl"):
         info, _, frame = read_all(path, cfg={"xlsx_engine": engine})
         assert frame["open"].tolist() == ["#N/A"] and info.options["engine"] == "openpyxl"
 
