@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 from urllib.parse import urlparse
 
 import dask
@@ -229,6 +230,25 @@ def test_background_imports_load_the_modules_and_ignore_one_that_fails():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['json.tool',", "'xml.dom.minidom']"] and not done.stderr
+
+
+def test_what_runs_before_the_cluster_starts_leaves_the_heavy_imports_to_the_background_thread():
+    """The CLI and the API modules a job imports before its cluster starts must not import what
+    core/warm.py imports in the background (the cluster start would wait for it), and the job's
+    own start imports distributed before that thread (both touch dask's modules)."""
+    heavy = ("dask.dataframe", "sklearn", "matplotlib")
+    code = ("import sys; import jobs.cli, jobs.commands, mailseg_dist.api, mailseg_dist.workflows.run, "
+            "mailseg_dist.workflows.job, mailseg_dist.inputs.readers, mailseg_dist.inputs.ingest; "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    from mailseg_dist.core import warm
+
+    assert set(heavy) <= {name.split(".")[0] if name.startswith(("sklearn", "matplotlib")) else name
+                          for name in warm.JOB_MODULES}
+    source = (Path(__file__).parents[1] / "mailseg_dist" / "workflows" / "job.py").read_text()
+    assert source.index("import mailseg_dist.core.client") < source.index("import_in_background()")
 
 
 # --------------------------------------------------------------------------- RunMonitor

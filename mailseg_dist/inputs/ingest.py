@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import dask
-import dask.dataframe as dd
 import pandas as pd
 
 from mailseg_dist.core.atomic import atomic_dir, write_json
@@ -74,6 +73,8 @@ def _reclean_part(raw: pd.DataFrame, first: pd.Series, id_type: str, ccfg: dict,
 
 def _clean_parts(raw_dir, users_tmp, rejects_tmp, id_type: str, ccfg: dict) -> tuple[list[dict], dict]:
     """Every part cleaned once; the few holding a later copy of a repeated Id cleaned again (duplicate_ids)."""
+    import dask.dataframe as dd  # here, not at import: see core/warm.py (1.2 s the cluster start waited for)
+
     parts = dd.read_parquet([str(p) for p in parquet_files(raw_dir)]).to_delayed()
     args = (id_type, ccfg, str(users_tmp), str(rejects_tmp))
     results = list(compute(*[dask.delayed(_clean_part)(part, *args, i) for i, part in enumerate(parts)]))

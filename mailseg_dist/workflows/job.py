@@ -52,6 +52,7 @@ def job(cfg: dict, out_dir, holder: str, client=None, profile: bool = False) -> 
 
     profile_path = as_location(out_dir) / PROFILE_HTML if profile else None
     with locked_folder(out_dir, holder):
+        import mailseg_dist.core.client  # noqa: F401 (distributed) before the background thread: see core/warm.py
         import_in_background()
         with client_scope(cfg, client) as active, RunMonitor(active, profile_path) as monitor:
             yield active, monitor
