@@ -3,7 +3,8 @@
 fastexcel parses the sheet in Rust (calamine) and hands over Arrow columns; python-calamine hands
 over one Python object per cell, which the row reader then walks. The raw layer of 212,292 users x 9
 columns, same text: 1.62 s against 2.62 s (fastexcel's parse 0.72 s, the numbers' text 0.44 s; the
-row reader's parse 1.42 s and its Python walk 1.5 s), three runs each on the quiet 2-core machine.
+row reader's parse 1.42 s and its Python walk 1.5 s), three runs each on the quiet 2-core machine;
+in fresh processes, imports included, 2.38 s against 3.24 s, openpyxl 11.55 s (bench/bench_xlsx_read.py).
 
 A column is taken only when it holds one kind of cell (numbers, or text, or nothing): fastexcel's
 text for a number is rounded (1/3 → '0.333333333'), so a column mixing both, or holding dates or
