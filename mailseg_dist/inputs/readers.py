@@ -47,6 +47,11 @@ class InputInfo:
     columns: dict = field(default_factory=dict)  # input header → schema or extra name
     header: list = field(default_factory=list)  # column names in input order (schema or extra)
 
+    def record_header(self, raw_header: list, header: list[str]) -> None:
+        """The input's header cells and the schema (or extra) name each one got."""
+        self.columns = dict(zip((str(h) for h in raw_header), header))
+        self.header = header
+
 
 def check_file(path):
     """The path names a readable, non-empty file (local, or an object in a store), or one line says why not."""
@@ -207,9 +212,14 @@ def header_for(source: str, names: list) -> list[str]:
     return _header(source, names, "columns:")
 
 
-def _header(path: Path, raw_header: list, where: str) -> list[str]:
+def schema_header(raw_header: list) -> list[str]:
+    """The schema (or extra) name of each header cell, in order (schema.map_columns)."""
     mapping = map_columns(list(raw_header))
-    header = [mapping[i] for i in range(len(raw_header))]
+    return [mapping[i] for i in range(len(raw_header))]
+
+
+def _header(path: Path, raw_header: list, where: str) -> list[str]:
+    header = schema_header(raw_header)
     missing = missing_required(header)
     if missing:
         found = ", ".join(str(h) for h in raw_header if h is not None and str(h).strip()) or "nothing"
@@ -248,8 +258,7 @@ def _row_chunks(path: Path, info: InputInfo, chunk_rows: int, sheet: str | None,
     if raw_header is None:
         raise InputDataError(f"{path}: sheet '{name}' is empty, expected a header row ({', '.join(REQUIRED)})")
     header = _header(path, raw_header, f"sheet '{name}' row {excel_row}:")
-    info.columns = dict(zip((str(h) for h in raw_header), header))
-    info.header = header
+    info.record_header(raw_header, header)
     buffer, first = [], excel_row + 1
     for values in rows:
         buffer.append(values)
@@ -326,8 +335,7 @@ def iter_csv(path: Path, info: InputInfo, chunk_rows: int, sep: str, decimal: st
         for chunk in reader:
             if header is None:
                 header = _header(path, list(chunk.columns), "header:")
-                info.columns = dict(zip(map(str, chunk.columns), header))
-                info.header = header
+                info.record_header(list(chunk.columns), header)
             first = 2 + (int(chunk.index[0]) if len(chunk) else 0)
             chunk.columns = header
             chunk = chunk.astype(object).where(chunk.notna(), None)
@@ -378,8 +386,7 @@ def iter_parquet(path: Path, info: InputInfo, chunk_rows: int, row_groups: list[
         raise InputDataError(f"{path}: cannot be read as Parquet ({str(exc).splitlines()[0]})") from None
     names = source.schema_arrow.names
     header = _header(path, names, "schema:")
-    info.columns = dict(zip(names, header))
-    info.header = header
+    info.record_header(names, header)
     for batch in source.iter_batches(batch_size=chunk_rows, row_groups=row_groups):
         chunk = batch.to_pandas()
         chunk.columns = header

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mailseg_dist.inputs.readers import cell_text, number_texts, pick_sheet
-from mailseg_dist.inputs.schema import SOURCE_ROW, map_columns, missing_required
+from mailseg_dist.inputs.readers import cell_text, number_texts, pick_sheet, schema_header
+from mailseg_dist.inputs.schema import SOURCE_ROW, missing_required
 
 # Rows looked at for the header: a sheet whose first this many rows are empty goes to the row reader.
 HEAD_ROWS = 64
@@ -96,13 +96,11 @@ def column_chunks(path: Path, info, chunk_rows: int, sheet: str | None) -> Itera
         return None
     (number, cells), (positions, columns) = found, typed
     raw_header = [cell_text(cells[at]) if at < len(cells) else None for at in positions]
-    mapping = map_columns(raw_header)
-    header = [mapping[i] for i in range(len(raw_header))]
+    header = schema_header(raw_header)
     if missing_required(header):
         return None
     info.options = {"sheet": name, "engine": "fastexcel"}
-    info.columns = dict(zip((str(h) for h in raw_header), header))
-    info.header = header
+    info.record_header(raw_header, header)
     return _chunks(columns, header, first_row=number + 1, chunk_rows=chunk_rows)
 
 
