@@ -6,13 +6,15 @@ deterministic sample of excel_max_rows − 1 users, those with the smallest hash
 (sampling.hash_uniform with model.seed; a note row above the header says so and where the full
 table is). Its rows are the per-user results (export.py): read back from Resultados/usuarios/, or
 computed from the users layer by the same UserScoring while those results are being written.
-The workbook is written by rustpy-xlsxwriter (Rust): every text value, Arrow text column or Python
+rustpy-xlsxwriter (Rust) writes the small sheets and Clusters' header; Clusters' rows are XML built by
+Arrow (sheet_xml) spliced into that package (xlsx_package). Every text value, Arrow text column or Python
 str, is a text cell, so a value such as "=1+1" or "@x" stays text, never a formula.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,8 @@ from mailseg_dist.core.storage import as_location, open_parquet, parquet_metadat
 from mailseg_dist.inputs.sampling import hash_uniform
 from mailseg_dist.inputs.schema import ID
 from mailseg_dist.outputs.export import RESULT_COLUMNS, UserScoring
+from mailseg_dist.outputs.sheet_xml import column_letters, rows_xml
+from mailseg_dist.outputs.xlsx_package import splice_rows
 from mailseg_dist.segments.profiles import population
 from mailseg_dist.segments.texts import (
     POPULATION,
@@ -40,6 +44,7 @@ SEGMENT_SHEET_COLUMNS = ["cluster", "nombre", "nivel", "size", "share", "send_me
                          "motivo"]
 PERCENT_COLUMNS = {"share", "buyer_rate", "open_rate", "bounce_rate"}
 BATCH_ROWS = 65536
+CLUSTERS_PART = "xl/worksheets/sheet1.xml"  # rust_xlsxwriter numbers the sheets in order: Clusters first
 SAMPLE_NOTE = {
     "es": "MUESTRA: esta hoja tiene {m:,} de {total:,} usuarios (los de menor hash del Id, semilla {seed}) porque "
           "Excel admite como máximo {limit:,} filas de datos. La tabla completa está en Parquet en {path}.",
@@ -54,15 +59,17 @@ REASON_LABEL = {"es": "Motivo de la elección", "en": "Why this k"}
 
 
 def _sheet_type(kind: pa.DataType) -> pa.DataType:
-    """The type a result column is written as: dictionary-encoded text (how pandas' categories come back
-    from Parquet) decoded, numbers and text as they are (decimals as floats), anything else as text (the
-    writer would leave a type it does not know blank)."""
+    """The type a result column is written as (sheet_xml's cell types): dictionary-encoded text (how pandas'
+    categories come back from Parquet) kept, so that each distinct text is escaped once; other dictionaries
+    decoded; numbers and text as they are (decimals as floats); anything else as text."""
     if pa.types.is_dictionary(kind):
+        if pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type):
+            return pa.dictionary(kind.index_type, pa.string())
         kind = kind.value_type
     if pa.types.is_decimal(kind):
         return pa.float64()
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) \
-            or pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            or pa.types.is_string(kind):
         return kind
     return pa.string()
 
@@ -104,33 +111,33 @@ def _scored_batches(scoring: UserScoring, files: list, cut: float | None, seed: 
             yield from scoring.table(part).cast(schema).to_batches(max_chunksize=BATCH_ROWS)
 
 
-def _users_sheet(files: list[Path], cut: float | None, size: int, seed: int, failed: list,
-                 scoring: UserScoring | None = None) -> pa.RecordBatchReader:
-    """Sheet Clusters' rows as an Arrow stream read part by part (one batch in memory at a time): every
-    user, or those with an Id hash <= cut (at most `size`); read from the per-user results `files`, or,
-    with `scoring`, computed from the users-layer `files`. An error while reading goes to `failed`,
-    so that the caller can raise it as it was instead of as the writer's RuntimeError."""
+def _users_sheet(files: list[Path], cut: float | None, size: int, seed: int, scoring: UserScoring | None = None):
+    """Sheet Clusters' rows as Arrow batches read part by part (one batch in memory at a time): every user,
+    or those with an Id hash <= cut (at most `size`); read from the per-user results `files`, or, with
+    `scoring`, computed from the users-layer `files`."""
     if scoring is None:
-        schema, source = _sheet_schema(files, RESULT_COLUMNS), _batches(files, RESULT_COLUMNS)
+        source = _batches(files, RESULT_COLUMNS)
     else:
         schema = pa.schema([pa.field(f.name, _sheet_type(f.type)) for f in scoring.schema])
         source = _scored_batches(scoring, files, cut, seed, schema)
+    written = 0
+    for batch in source:
+        if cut is not None:
+            if scoring is None:
+                batch = batch.filter(pa.array(hash_uniform(batch.column(ID).to_pandas(), seed) <= cut))
+            batch = batch.slice(0, size - written)
+        written += batch.num_rows
+        yield batch
 
-    def rows():
-        written = 0
-        try:
-            for batch in source:
-                if cut is not None:
-                    if scoring is None:
-                        batch = batch.filter(pa.array(hash_uniform(batch.column(ID).to_pandas(), seed) <= cut))
-                    batch = batch.slice(0, size - written)
-                written += batch.num_rows
-                yield batch
-        except Exception as exc:  # not GeneratorExit: the writer closing the stream early is no reading error
-            failed.append(exc)
-            raise
 
-    return pa.RecordBatchReader.from_batches(schema, rows())
+def _sheet_rows(batches, first_row: int, expected: int):
+    """The <row> elements of sheet Clusters (sheet_xml), checking that exactly `expected` users were written."""
+    row = first_row
+    for batch in batches:
+        yield from rows_xml(batch, row)
+        row += batch.num_rows
+    if row - first_row != expected:
+        raise RuntimeError(f"sheet Clusters: expected {expected:,} users, wrote {row - first_row:,}")
 
 
 def _value(value):
@@ -188,6 +195,16 @@ def _k_rows(k_table: list[dict], chosen_k: int, k_reason: str | None, lang: str,
     return rows
 
 
+def _frame(sheets: list, options: dict, lang: str) -> bytes:
+    """The workbook as rustpy-xlsxwriter writes it, sheet Clusters holding its header (and note) only."""
+    headers, frame = SEGMENT_HEADERS[lang], io.BytesIO()
+    write_worksheets(sheets, frame, autofit=False, column_formats={"Recomendaciones": _segments_formats(lang)},
+                     column_widths={"Recomendaciones": {headers["nombre"]: 36, headers["accion"]: 80,
+                                                        headers["motivo"]: 80}},
+                     **options)
+    return frame.getvalue()
+
+
 def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_table: list[dict], cfg: dict,
                        lang: str = "es", k_reason: str | None = None, changes: dict | None = None,
                        scoring: UserScoring | None = None, sample_rows: int | None = None) -> Path:
@@ -198,10 +215,10 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
     (export.user_scoring), computed from the users layer it names, with the same code that writes those
     results: then the workbook does not wait for them (see write_workbook_task).
 
-    Written by rustpy-xlsxwriter (rust_xlsxwriter in constant-memory mode): sheet Clusters is an Arrow
-    stream of the Parquet parts, one batch in memory at a time, its cells written in Rust (5-9x faster
-    than xlsxwriter, the same ~90 MB over the imports at 212,292 and 1,048,575 users: bench/bench_xlsx.py).
-    Text is always written as a text cell, never a formula.
+    rustpy-xlsxwriter writes the small sheets, the formats and sheet Clusters' header; Clusters' rows are
+    then streamed in, one Arrow batch in memory at a time, as XML built by Arrow (sheet_xml) and deflated by
+    ISA-L (xlsx_package): 3.9 s for 1,048,574 users, where rust_xlsxwriter's cells took 12.9 s
+    (bench/bench_xlsx.py). Text is always written as a text cell, never a formula.
     """
     check_lang(lang)
     files = parquet_files(results_path if scoring is None else scoring.users_path)
@@ -211,32 +228,25 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
         raise ValueError(f"report.excel_max_rows expected 2..1048575 (Excel's data rows), found {limit}")
     sampled = total > limit
     size = limit - 1 if sampled else total  # the note row takes one of the sheet's rows
-    cut = _sample_cut(files, size, seed) if sampled else None
     options = {}
     if sampled:  # the note on row 1 (merged across the table: a one-cell merge is not allowed), header below
         note = SAMPLE_NOTE[lang].format(m=size, total=total, seed=seed, limit=limit, path=results_path)
         options = {"header_row": {"Clusters": 1},
                    "merge_ranges": {"Clusters": [(0, 0, 0, len(RESULT_COLUMNS) - 1, note)]}}
-    headers = SEGMENT_HEADERS[lang]
-    failed: list[Exception] = []
-    sheets = [("Clusters", _users_sheet(files, cut, size, seed, failed, scoring)),
+    header_rows = 2 if sampled else 1
+    sheets = [("Clusters", pa.schema([pa.field(c, pa.string()) for c in RESULT_COLUMNS]).empty_table()),
               ("Recomendaciones", _segments_rows(segment_table, lang)),
               ("Eleccion_k", _k_rows(k_table, len(segment_table), k_reason, lang, sample_rows))]
     if changes:  # an update: what changed since the parent version (imported here: export stays light)
         from mailseg_dist.outputs.changes import add_changes_sheet
 
         add_changes_sheet(sheets, options, changes, lang)
+    frame = _frame(sheets, options, lang)
+    cut = _sample_cut(files, size, seed) if sampled else None
+    rows = _sheet_rows(_users_sheet(files, cut, size, seed, scoring), header_rows + 1, size)
+    dimension = f"A1:{column_letters(len(RESULT_COLUMNS))[-1]}{header_rows + size}"
     with atomic_path(xlsx_path, suffix=".xlsx") as tmp:
-        try:
-            write_worksheets(sheets, str(tmp), autofit=False,
-                             column_formats={"Recomendaciones": _segments_formats(lang)},
-                             column_widths={"Recomendaciones": {headers["nombre"]: 36, headers["accion"]: 80,
-                                                                headers["motivo"]: 80}},
-                             **options)
-        except Exception:
-            if failed:  # reading a part failed: its own error, not the writer's wrapper
-                raise failed[0] from None
-            raise
+        splice_rows(frame, tmp, CLUSTERS_PART, rows, dimension)
     return as_location(xlsx_path)
 
 
@@ -255,9 +265,9 @@ def write_workbook_task(*args, **kwargs) -> Path:
     """write_results_xlsx as a long worker task that leaves its worker's thread pool (distributed.secede):
     the worker goes on running the per-user results' tasks beside it and the two cores share the three.
 
-    The cells are written in Rust with the GIL released (a Python loop beside a write ran at full
-    speed), so the worker's other thread is not held up. 10M users, where the sheet's 1,048,574 rows
-    take ~11 s: the workbook used to start after the per-user results and wait 14.5 s at the end."""
+    The rows' XML is built by Arrow kernels and deflated by ISA-L, both with the GIL released, so the
+    worker's other thread is not held up. 10M users: the workbook used to start after the per-user results
+    and wait 14.5 s at the end."""
     from distributed import secede
 
     secede()
