@@ -11,7 +11,11 @@ each write in a fresh process so that its peak memory (ru_maxrss) is its own:
   xlsxwriter      the workbook code before issue 12: xlsxwriter constant_memory, a pandas frame
                   per 65,536-row batch, write_string/write_number/write_row per row
   rustpy          rustpy-xlsxwriter fed an Arrow stream of the Parquet batches (what
-                  outputs.export.write_results_xlsx does now), cells written in Rust
+                  write_results_xlsx did from issue 12 until the Arrow XML writer), cells written in Rust
+  arrow-xml       what write_results_xlsx does now for sheet Clusters: rustpy-xlsxwriter writes the header,
+                  the rows are XML built by Arrow (outputs.sheet_xml) spliced in and deflated by ISA-L at
+                  level 1 (outputs.xlsx_package)
+  arrow-xml-zlib1, arrow-xml-zlib6   the same XML deflated by the standard library's zlib at level 1 / 6
   rustpy-records  rustpy-xlsxwriter fed a generator of dicts (batch.to_pylist())
   pyexcelerate    pyexcelerate, which needs the whole sheet as Python lists (if installed)
   write_results_xlsx  the product function, all three sheets (Clusters, Recomendaciones, Eleccion_k)
@@ -41,7 +45,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-WRITERS = ["xlsxwriter", "rustpy", "rustpy-records", "pyexcelerate", "write_results_xlsx"]
+WRITERS = ["xlsxwriter", "rustpy", "rustpy-records", "pyexcelerate", "arrow-xml", "arrow-xml-zlib1",
+           "arrow-xml-zlib6", "write_results_xlsx"]
 FORMULA_LIKE = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", '=HYPERLINK("http://e.x")']
 
 
@@ -143,13 +148,48 @@ def _rustpy_options(note):
 
 
 def write_rustpy(files, path, cut, size, seed, note):
-    """What write_results_xlsx does for sheet Clusters: an Arrow stream of the Parquet batches."""
+    """What write_results_xlsx did for sheet Clusters before the Arrow XML writer: an Arrow stream of the
+    Parquet batches (text decoded from its dictionaries) written cell by cell in Rust."""
+    import pyarrow as pa
     from rustpy_xlsxwriter import write_worksheets
 
-    from mailseg_dist.outputs.workbook import _users_sheet
+    from mailseg_dist.outputs.export import RESULT_COLUMNS
+    from mailseg_dist.outputs.workbook import _sheet_schema, _users_sheet
 
-    write_worksheets([("Clusters", _users_sheet(files, cut, size, seed, []))], str(path), autofit=False,
-                     **_rustpy_options(note))
+    schema = pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+                        for f in _sheet_schema(files, RESULT_COLUMNS)])
+    stream = pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in _users_sheet(files, cut, size, seed)))
+    write_worksheets([("Clusters", stream)], str(path), autofit=False, **_rustpy_options(note))
+
+
+def write_arrow_xml(files, path, cut, size, seed, note, deflater=None):
+    """What write_results_xlsx does for sheet Clusters: header by rustpy-xlsxwriter, rows as Arrow-built XML
+    spliced in (deflated by ISA-L, or by `deflater`)."""
+    import io
+
+    import pyarrow as pa
+    from rustpy_xlsxwriter import write_worksheets
+
+    from mailseg_dist.outputs import xlsx_package
+    from mailseg_dist.outputs.export import RESULT_COLUMNS
+    from mailseg_dist.outputs.sheet_xml import column_letters
+    from mailseg_dist.outputs.workbook import CLUSTERS_PART, _sheet_rows, _users_sheet
+
+    if deflater is not None:
+        xlsx_package.rows_deflater = deflater
+    frame = io.BytesIO()
+    header = pa.schema([pa.field(c, pa.string()) for c in RESULT_COLUMNS]).empty_table()
+    write_worksheets([("Clusters", header)], frame, autofit=False, **_rustpy_options(note))
+    head = 2 if note else 1
+    rows = _sheet_rows(_users_sheet(files, cut, size, seed), head + 1, size)
+    xlsx_package.splice_rows(frame.getvalue(), path, CLUSTERS_PART, rows,
+                             f"A1:{column_letters(len(RESULT_COLUMNS))[-1]}{head + size}")
+
+
+def _zlib(level: int):
+    import zlib
+
+    return lambda: zlib.compressobj(level, zlib.DEFLATED, -15)
 
 
 def write_rustpy_records(files, path, cut, size, seed, note):
@@ -194,7 +234,10 @@ def write_product(files, path, cut, size, seed, note, users=None, limit=None):
 
 
 WRITE = {"xlsxwriter": write_xlsxwriter, "rustpy": write_rustpy, "rustpy-records": write_rustpy_records,
-         "pyexcelerate": write_pyexcelerate, "write_results_xlsx": write_product}
+         "pyexcelerate": write_pyexcelerate, "arrow-xml": write_arrow_xml,
+         "arrow-xml-zlib1": lambda *a: write_arrow_xml(*a, deflater=_zlib(1)),
+         "arrow-xml-zlib6": lambda *a: write_arrow_xml(*a, deflater=_zlib(6)),
+         "write_results_xlsx": write_product}
 
 
 def rss_mb() -> float:
@@ -206,7 +249,7 @@ def write_one(writer: str, users: str, out: str, limit: int | None, seed: int) -
     """Runs in a fresh process: one write, its time, memory and file size."""
     files, total, size, cut = plan(Path(users), limit, seed)
     note = note_text(limit, size, total, seed, Path(users)) if cut is not None else None
-    import mailseg_dist.outputs.export  # noqa: F401  (imports out of the measured memory and time)
+    import mailseg_dist.outputs.workbook  # noqa: F401  (imports out of the measured memory and time)
     if writer == "pyexcelerate":
         import pyexcelerate  # noqa: F401
     if writer == "xlsxwriter":
@@ -387,7 +430,7 @@ def formats_check(path: Path) -> dict:
 # ---------------------------------------------------------------- main
 def versions() -> dict:
     out = {"python": platform.python_version()}
-    for name in ("xlsxwriter", "rustpy-xlsxwriter", "pyexcelerate", "python-calamine", "openpyxl", "pyarrow",
+    for name in ("xlsxwriter", "rustpy-xlsxwriter", "isal", "pyexcelerate", "python-calamine", "openpyxl", "pyarrow",
                  "pandas"):
         try:
             out[name] = version(name)
