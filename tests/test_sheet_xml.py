@@ -150,3 +150,14 @@ def test_libreoffice_opens_the_spliced_workbook_and_reads_the_same_cells(tmp_pat
         assert (got[1] == "") if want[1] is None else float(got[1]) == pytest.approx(want[1], rel=1e-14)
         assert got[2] == ("" if want[2] is None else str(want[2]).upper())
         assert got[3:5] == ["" if v is None else v for v in want[3:5]]
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["text", "dictionary"])
+def test_a_text_longer_than_an_excel_cell_is_refused_naming_row_and_column(tmp_path, encoded):
+    texts = ["short", "x" * 32_767, "y" * 32_768, "z"]
+    column = pa.array(texts).dictionary_encode() if encoded else pa.array(texts)
+    batch = pa.RecordBatch.from_arrays([pa.array([1, 2, 3, 4]), column], names=["Id", "segmento"])
+    with pytest.raises(ValueError, match=r"^sheet row 4, column segmento: a text of 32,768 characters, where an "
+                                         r"Excel cell holds at most 32,767$"):
+        list(rows_xml(batch, 2))
+    assert b"x" * 32_767 in b"".join(rows_xml(batch.slice(0, 2), 2))  # the longest a cell holds is written

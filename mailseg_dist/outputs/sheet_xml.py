@@ -25,6 +25,7 @@ _NEEDS_EXCEL_ESCAPE = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]|_x[0-9A-Fa-
 _EXCEL_ESCAPE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|_x[0-9A-Fa-f]{4}_")
 _XML_ESCAPES = [("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")]
 XML_ROWS = 16_384
+EXCEL_TEXT_LIMIT = 32_767  # characters in one cell; Excel reports a longer one as unreadable content
 TEXT_OPEN, TEXT_CLOSE = '" t="inlineStr"><is><t xml:space="preserve">', "</t></is></c>"
 
 
@@ -68,14 +69,30 @@ def _escaped_texts(values: pa.Array) -> pa.Array:
     return values
 
 
-def _cell_tails(column: pa.Array) -> tuple[str, pa.Array]:
+def _check_lengths(texts: pa.Array, name: str, first_row: int, indices: pa.Array | None = None) -> None:
+    """Refuse a text longer than an Excel cell holds; `indices`: the rows' codes into `texts` (a dictionary)."""
+    too_long = pc.greater(pc.utf8_length(texts), EXCEL_TEXT_LIMIT).fill_null(False)
+    if not pc.any(too_long).as_py():
+        return
+    if indices is not None:
+        too_long = pc.take(too_long, indices).fill_null(False)
+    row = int(np.argmax(too_long.to_numpy(zero_copy_only=False)))
+    if too_long[row].as_py():  # a dictionary value no row uses is no cell
+        length = len((texts if indices is None else texts.take(indices))[row].as_py())
+        raise ValueError(f"sheet row {first_row + row:,}, column {name}: a text of {length:,} characters, "
+                         f"where an Excel cell holds at most {EXCEL_TEXT_LIMIT:,}")
+
+
+def _cell_tails(column: pa.Array, name: str, first_row: int) -> tuple[str, pa.Array]:
     """(type attribute and opening tags, value with closing tags) of each cell; null where there is no cell."""
     kind = column.type
     if pa.types.is_dictionary(kind):  # escape each distinct text once, then one take per cell
         dictionary = column.dictionary.cast(pa.string())
+        _check_lengths(dictionary, name, first_row, column.indices)
         return "", pc.take(pc.binary_join_element_wise(TEXT_OPEN, _escaped_texts(dictionary), TEXT_CLOSE, ""),
                            column.indices)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        _check_lengths(column, name, first_row)
         return TEXT_OPEN, pc.binary_join_element_wise(_escaped_texts(column.cast(pa.string())), TEXT_CLOSE, "")
     if pa.types.is_boolean(kind):
         return '" t="b"><v>', pc.binary_join_element_wise(column.cast(pa.int8()).cast(pa.string()), "</v></c>", "")
@@ -97,8 +114,8 @@ def rows_xml(batch: pa.RecordBatch, first_row: int) -> Iterator[memoryview]:
 def _piece_xml(batch: pa.RecordBatch, first_row: int) -> memoryview:
     rows = pa.array(np.arange(first_row, first_row + batch.num_rows)).cast(pa.string())
     pieces: list = ['<row r="', rows, '">']
-    for letter, column in zip(column_letters(batch.num_columns), batch.columns):
-        opening, tails = _cell_tails(column)
+    for letter, name, column in zip(column_letters(batch.num_columns), batch.schema.names, batch.columns):
+        opening, tails = _cell_tails(column, name, first_row)
         cells = pc.binary_join_element_wise(f'<c r="{letter}', rows, opening, tails, "")
         pieces.append(pc.fill_null(cells, ""))
     pieces.append("</row>")
