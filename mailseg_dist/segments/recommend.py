@@ -166,7 +166,9 @@ def user_recommendations(df: pd.DataFrame, segment_table: pd.DataFrame, cfg: dic
     keys = _advice_keys(df, clusters.to_numpy(), segment_table, cfg)
     codes, uniques = pd.factorize(keys)
     n_clusters = int(clusters.max()) + 1
-    rows = {int(c): row for c, row in segment_table[["nombre", "accion_corta", "accion_codigo"]].iterrows()}
+    # Plain dicts: pandas' Series indexing was 80% of formatting the ~900 texts of a 100,000-user part (22 ms)
+    rows = {int(c): row for c, row in segment_table[["nombre", "accion_corta", "accion_codigo"]]
+            .to_dict(orient="index").items()}
     texts = [_advice_text(key, n_clusters, rows, lang) for key in uniques]
     text_codes, categories = pd.factorize(pd.Index(texts))  # two keys may word the same advice
     advice = pd.Categorical.from_codes(text_codes[codes], categories=categories)
