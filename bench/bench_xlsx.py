@@ -25,7 +25,8 @@ checks: every file re-read with python-calamine and openpyxl (rows, columns, hea
 to the Parquet rows, numbers numeric, text as text, no formulas, no dates), formula-looking text
 ("=1+1", "+SUM(A1)", "-2+3", "@cmd") written by each writer on a small copy, the sampled path
 (--sample-limit rows: note row, header, limit - 1 users, the same users for every writer) and the
-number formats of sheet Recomendaciones. Results: bench/results/xlsx_<rows>.json and a table.
+number formats of sheet Recomendaciones. Results: bench/results/xlsx_<rows>.json and a table;
+`python bench/bench_xlsx.py --readme` writes README.md's table from every results file.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+START, END = "<!-- bench:xlsx:start -->", "<!-- bench:xlsx:end -->"
 WRITERS = ["xlsxwriter", "rustpy", "rustpy-records", "pyexcelerate", "arrow-xml", "arrow-xml-zlib1",
            "arrow-xml-zlib6", "write_results_xlsx"]
 FORMULA_LIKE = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", '=HYPERLINK("http://e.x")']
@@ -428,6 +430,18 @@ def formats_check(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------- main
+def git_commit() -> str | None:
+    """HEAD's short hash, "+" when mailseg_dist/ has uncommitted changes (the measured code is not HEAD's)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "mailseg_dist"], capture_output=True, text=True,
+                               cwd=ROOT, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
+
+
 def versions() -> dict:
     out = {"python": platform.python_version()}
     for name in ("xlsxwriter", "rustpy-xlsxwriter", "isal", "pyexcelerate", "python-calamine", "openpyxl", "pyarrow",
@@ -448,10 +462,14 @@ def main() -> None:
     parser.add_argument("--sample-limit", type=int, default=100_000,
                         help="report.excel_max_rows for the sampled-path check (0: skip)")
     parser.add_argument("--no-checks", action="store_true", help="time only")
+    parser.add_argument("--readme", action="store_true", help="only rewrite README.md's table from the results")
     parser.add_argument("--workdir", default=str(HERE / ".work"))
     parser.add_argument("--one", nargs=3, metavar=("WRITER", "USERS", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.readme:
+        write_readme()
+        return
     if args.one:
         print(json.dumps(write_one(*args.one, args.limit, args.seed)))
         return
@@ -479,7 +497,7 @@ def main() -> None:
             row["speedup_vs_xlsxwriter"] = round(base / row["seconds"], 2)
     report = {"rows": args.rows, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "machine": {"cpus": os.cpu_count(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
-              "versions": versions(), "repeats": args.repeats,
+              "versions": versions(), "repeats": args.repeats, "commit": git_commit(),
               "what": "sheet Clusters (every user x 17 columns) from Resultados/usuarios/ of a real mailseg run "
                       "--k 6; write_results_xlsx: the whole workbook; seconds and memory: medians, each write in "
                       "a fresh process; peak_rss_mb: ru_maxrss, base_rss_mb: RSS after imports",
@@ -523,6 +541,52 @@ def print_table(report: dict) -> None:
         print(f"| {w} | {r['seconds']:.2f} | {r.get('ratio_vs_xlsxwriter', float('nan')):.2f} "
               f"({r.get('speedup_vs_xlsxwriter', float('nan')):.1f}x) | {r['peak_rss_mb']:.0f} "
               f"({r['peak_over_base_mb']:.0f}) | {r['file_mb']:.1f} | {full} | {ftext} |")
+
+
+# ---------------------------------------------------------------- README table
+def results_files() -> list[dict]:
+    """Every results file that measured the writer mailseg uses now, fewest rows first."""
+    found = [json.loads(p.read_text()) for p in (HERE / "results").glob("xlsx_*.json")]
+    return sorted((r for r in found if "arrow-xml" in r["results"]), key=lambda r: r["rows"])
+
+
+def _checked(report: dict, writer: str) -> str:
+    checks = report.get("checks", {})
+    if not checks:
+        return "not checked"
+    verdicts = [checks.get("full", {}).get(writer, {}).get("ok"), checks.get("formula_text", {}).get(writer, {}).get("ok"),
+                checks.get("sampled", {}).get("writers", {}).get(writer, {}).get("ok")]
+    verdicts = [v for v in verdicts if v is not None]
+    return "yes" if verdicts and all(verdicts) else "no" if verdicts else "not checked"
+
+
+def render(reports: list[dict]) -> str:
+    lines = ["| users in sheet Clusters | writer | seconds | vs rustpy-xlsxwriter | peak MB over imports | file MB | "
+             "re-read equal |", "|---|---|---|---|---|---|---|"]
+    for r in reports:
+        base = r["results"].get("rustpy", {}).get("seconds")
+        for writer, row in r["results"].items():
+            ratio = f"{row['seconds'] / base:.2f}" if base else "—"
+            lines.append(f"| {r['rows']:,} | {writer} | {row['seconds']:.2f} | {ratio} | {row['peak_over_base_mb']:.0f} | "
+                         f"{row['file_mb']:.1f} | {_checked(r, writer)} |")
+    when = ", ".join(f"{r['rows']:,}: {r['date'][:10]}" + (f", commit `{r['commit']}`" if r.get("commit") else "")
+                     + f", medians of {r['repeats']}, load average {r['machine']['loadavg_start'][0]:.1f} at start"
+                     for r in reports)
+    return "\n".join(lines) + f"\n\nMeasured on 2 cores ({when}).\n"
+
+
+def readme_block(text: str) -> str:
+    sys.path.insert(0, str(HERE))
+    import readme_tables
+
+    return readme_tables.readme_block(text, START, END)
+
+
+def write_readme() -> None:
+    sys.path.insert(0, str(HERE))
+    import readme_tables
+
+    readme_tables.write_block(render(results_files()), START, END)
 
 
 if __name__ == "__main__":
