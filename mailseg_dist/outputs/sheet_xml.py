@@ -1,10 +1,11 @@
 """Sheet rows as SpreadsheetML (`<row>` elements of a worksheet part), built a column at a time by Arrow.
 
-Why not a cell writer: sheet Clusters holds up to 1,048,574 users x 17 columns. rustpy-xlsxwriter (Rust) wrote
-those 17.8M cells in 12.9 s, of which deflating the 600 MB of XML at zlib's level 6 is most; here every
-column of a 65,536-row batch becomes its cells' XML in a few Arrow kernels (3.0 s for the whole sheet), and
-xlsx_package deflates it with ISA-L (0.9 s): bench/bench_xlsx.py. Every cell carries its reference (r="B7"),
-as Excel writes them; a missing or non-finite number is no cell (a blank), as before.
+Why not a cell writer: sheet Clusters holds up to 1,048,575 users x 17 columns. rustpy-xlsxwriter (Rust) wrote
+those 17.8M cells in 13.6 s, most of it deflating 600 MB of XML at zlib's level 6; here every column of a
+16,384-row piece becomes its cells' XML in a few Arrow kernels, and xlsx_package deflates it with ISA-L:
+4.6 s for the same sheet, 8.2 s with zlib at level 1, 19.4 s at level 6 (bench/results/xlsx_1048575.json).
+Every cell carries its reference (r="B7"), as Excel writes them; a missing or non-finite number is no cell
+(a blank), as before.
 
 Cell types: integers and floats are numbers (Arrow's shortest round-trip decimals); booleans are booleans;
 text, dictionary-encoded or not, is an inline string, so "=1+1" or "@x" stays text, never a formula.
@@ -105,8 +106,8 @@ def _cell_tails(column: pa.Array, name: str, first_row: int) -> tuple[str, pa.Ar
 
 def rows_xml(batch: pa.RecordBatch, first_row: int) -> Iterator[memoryview]:
     """The <row> elements of `batch`, its first row being sheet row `first_row` (1-based), as UTF-8 bytes,
-    XML_ROWS rows at a time (65,536-row pieces took 270 MB over the imports at 212,292 users, 16,384: 170 MB,
-    and no longer)."""
+    XML_ROWS rows at a time (one measurement while choosing, 212,292 users: 65,536-row pieces peaked 270 MB
+    over the imports, 16,384-row pieces 170 MB, in no more time)."""
     for start in range(0, batch.num_rows, XML_ROWS):
         yield _piece_xml(batch.slice(start, XML_ROWS), first_row + start)
 
