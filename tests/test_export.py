@@ -361,6 +361,11 @@ def test_small_sheets_keep_their_number_formats_and_a_header_without_k_table(das
     widths = {i: d.width for d in recs.column_dimensions.values() for i in range(d.min, d.max + 1)}
     assert [i for i, w in widths.items() if w > 20] == [2, 18, 19]  # name, action, reason
     assert widths[2] > 30 and widths[18] > 70 and widths[19] > 70
+    clusters = wb["Clusters"]
+    widths = {i: d.width for d in clusters.column_dimensions.values() for i in range(d.min, d.max + 1)}
+    header = [c.value for c in next(clusters.iter_rows())]
+    assert all(widths[i] >= len(name) for i, name in enumerate(header, 1))  # every header readable
+    assert widths[header.index("segmento") + 1] > 30 and widths[header.index("recomendacion") + 1] > 80
 
 
 def test_an_error_reading_a_part_is_raised_as_it_is_and_leaves_no_workbook(dask_client, tmp_path, cfg, setup,

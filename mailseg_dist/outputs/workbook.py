@@ -44,6 +44,7 @@ SEGMENT_SHEET_COLUMNS = ["cluster", "nombre", "nivel", "size", "share", "send_me
                          "motivo"]
 PERCENT_COLUMNS = {"share", "buyer_rate", "open_rate", "bounce_rate"}
 BATCH_ROWS = 65536
+CLUSTERS_WIDTHS = {"Id": 12, "segmento": 34, "nivel": 8, "recomendacion": 90}  # characters; others fit the header
 CLUSTERS_PART = "xl/worksheets/sheet1.xml"  # rust_xlsxwriter numbers the sheets in order: Clusters first
 SAMPLE_NOTE = {
     "es": "MUESTRA: esta hoja tiene {m:,} de {total:,} usuarios (los de menor hash del Id, semilla {seed}) porque "
@@ -195,13 +196,18 @@ def _k_rows(k_table: list[dict], chosen_k: int, k_reason: str | None, lang: str,
     return rows
 
 
+def _clusters_widths() -> dict[str, float]:
+    """Sheet Clusters' column widths: each header readable, the segment name and the advice wide."""
+    return {col: CLUSTERS_WIDTHS.get(col, max(len(col) + 2, 9)) for col in RESULT_COLUMNS}
+
+
 def _frame(sheets: list, options: dict, lang: str) -> bytes:
     """The workbook as rustpy-xlsxwriter writes it, sheet Clusters holding its header (and note) only."""
     headers, frame = SEGMENT_HEADERS[lang], io.BytesIO()
+    widths = {"Clusters": _clusters_widths(),
+              "Recomendaciones": {headers["nombre"]: 36, headers["accion"]: 80, headers["motivo"]: 80}}
     write_worksheets(sheets, frame, autofit=False, column_formats={"Recomendaciones": _segments_formats(lang)},
-                     column_widths={"Recomendaciones": {headers["nombre"]: 36, headers["accion"]: 80,
-                                                        headers["motivo"]: 80}},
-                     **options)
+                     column_widths=widths, **options)
     return frame.getvalue()
 
 
