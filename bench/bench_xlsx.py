@@ -174,7 +174,7 @@ def write_arrow_xml(files, path, cut, size, seed, note, deflater=None):
 
     from mailseg_dist.outputs import xlsx_package
     from mailseg_dist.outputs.export import RESULT_COLUMNS
-    from mailseg_dist.outputs.sheet_xml import column_letters
+    from mailseg_dist.outputs.sheet_xml import dimension
     from mailseg_dist.outputs.workbook import CLUSTERS_PART, _sheet_rows, _users_sheet
 
     if deflater is not None:
@@ -184,8 +184,7 @@ def write_arrow_xml(files, path, cut, size, seed, note, deflater=None):
     write_worksheets([("Clusters", header)], frame, autofit=False, **_rustpy_options(note))
     head = 2 if note else 1
     rows = _sheet_rows(_users_sheet(files, cut, size, seed), head + 1, size)
-    xlsx_package.splice_rows(frame.getvalue(), path, CLUSTERS_PART, rows,
-                             f"A1:{column_letters(len(RESULT_COLUMNS))[-1]}{head + size}")
+    xlsx_package.splice_rows(frame.getvalue(), path, CLUSTERS_PART, rows, dimension(len(RESULT_COLUMNS), head + size))
 
 
 def _zlib(level: int):

@@ -20,7 +20,7 @@ from python_calamine import CalamineWorkbook
 from rustpy_xlsxwriter import write_worksheets
 
 from mailseg_dist.outputs import sheet_xml, xlsx_package
-from mailseg_dist.outputs.sheet_xml import column_letters, escape_text, rows_xml
+from mailseg_dist.outputs.sheet_xml import column_letters, dimension, escape_text, rows_xml
 from mailseg_dist.outputs.xlsx_package import splice_rows
 
 TRICKY = ["=1+1", "@x", "a & b < c > d", "  padded  ", "tab\there", "line\nbreak", "bell\x07", "_x0041_",
@@ -53,8 +53,7 @@ def write(batches, path, header_rows: int = 1) -> pa.Schema:
     for batch in batches:
         rows.extend(rows_xml(batch, first))
         first += batch.num_rows
-    last = column_letters(len(schema))[-1]
-    splice_rows(frame.getvalue(), path, "xl/worksheets/sheet1.xml", rows, f"A1:{last}{first - 1}")
+    splice_rows(frame.getvalue(), path, "xl/worksheets/sheet1.xml", rows, dimension(len(schema), first - 1))
     return schema
 
 

@@ -42,22 +42,25 @@ def column_letters(count: int) -> list[str]:
     return letters
 
 
+def dimension(columns: int, last_row: int) -> str:
+    """A sheet's <dimension> reference from A1 to the last column of `last_row` (1-based)."""
+    return f"A1:{column_letters(columns)[-1]}{last_row}"
+
+
 def _excel_escaped(text: str) -> str:
     return _EXCEL_ESCAPE.sub(lambda m: "_x005F" + m.group() if len(m.group()) > 1 else f"_x{ord(m.group()):04X}_",
                              text)
 
 
 def escape_text(text: str) -> str:
-    """One text value as the content of an inline string's <t> element."""
-    text = _excel_escaped(text)
-    for char, entity in _XML_ESCAPES:
-        text = text.replace(char, entity)
-    return text
+    """One text value as the content of an inline string's <t> element (what _escaped_texts does to each)."""
+    return _escaped_texts(pa.array([text], pa.string()))[0].as_py()
 
 
 def _escaped_texts(values: pa.Array) -> pa.Array:
-    """escape_text over a string array: Arrow replaces &, <, >; Python handles only values with control
-    characters or _xHHHH_ patterns (none in the results mailseg writes, so it costs one regex scan)."""
+    """Each text as the content of an inline string's <t> element: Arrow replaces &, <, >; Python handles only
+    values with control characters or _xHHHH_ patterns (none in the results mailseg writes, so it costs one
+    regex scan)."""
     for char, entity in _XML_ESCAPES:
         values = pc.replace_substring(values, char, entity)
     odd = pc.match_substring_regex(values, _NEEDS_EXCEL_ESCAPE)
@@ -72,14 +75,15 @@ def _escaped_texts(values: pa.Array) -> pa.Array:
 
 def _check_lengths(texts: pa.Array, name: str, first_row: int, indices: pa.Array | None = None) -> None:
     """Refuse a text longer than an Excel cell holds; `indices`: the rows' codes into `texts` (a dictionary)."""
-    too_long = pc.greater(pc.utf8_length(texts), EXCEL_TEXT_LIMIT).fill_null(False)
-    if not pc.any(too_long).as_py():
+    lengths = pc.utf8_length(texts)
+    if not pc.any(pc.greater(lengths, EXCEL_TEXT_LIMIT)).as_py():
         return
     if indices is not None:
-        too_long = pc.take(too_long, indices).fill_null(False)
-    row = int(np.argmax(too_long.to_numpy(zero_copy_only=False)))
-    if too_long[row].as_py():  # a dictionary value no row uses is no cell
-        length = len((texts if indices is None else texts.take(indices))[row].as_py())
+        lengths = pc.take(lengths, indices)
+    too_long = pc.greater(lengths, EXCEL_TEXT_LIMIT).fill_null(False).to_numpy(zero_copy_only=False)
+    row = int(np.argmax(too_long))
+    if too_long[row]:  # a dictionary value no row uses is no cell
+        length = lengths[row].as_py()
         raise ValueError(f"sheet row {first_row + row:,}, column {name}: a text of {length:,} characters, "
                          f"where an Excel cell holds at most {EXCEL_TEXT_LIMIT:,}")
 

@@ -28,7 +28,7 @@ from mailseg_dist.core.storage import as_location, open_parquet, parquet_metadat
 from mailseg_dist.inputs.sampling import hash_uniform
 from mailseg_dist.inputs.schema import ID
 from mailseg_dist.outputs.export import RESULT_COLUMNS, UserScoring
-from mailseg_dist.outputs.sheet_xml import column_letters, rows_xml
+from mailseg_dist.outputs.sheet_xml import dimension, rows_xml
 from mailseg_dist.outputs.xlsx_package import splice_rows
 from mailseg_dist.segments.profiles import population
 from mailseg_dist.segments.texts import (
@@ -251,9 +251,8 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
     frame = _frame(sheets, options, lang)
     cut = _sample_cut(files, size, seed) if sampled else None
     rows = _sheet_rows(_users_sheet(files, cut, size, seed, scoring), header_rows + 1, size)
-    dimension = f"A1:{column_letters(len(RESULT_COLUMNS))[-1]}{header_rows + size}"
     with atomic_path(xlsx_path, suffix=".xlsx") as tmp:
-        splice_rows(frame, tmp, CLUSTERS_PART, rows, dimension)
+        splice_rows(frame, tmp, CLUSTERS_PART, rows, dimension(len(RESULT_COLUMNS), header_rows + size))
     return as_location(xlsx_path)
 
 
