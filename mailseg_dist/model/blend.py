@@ -90,9 +90,10 @@ def weighted_lloyd(x, anchor: np.ndarray, weights: np.ndarray, tol: float, max_p
         raise ValueError(f"expected {anchor.shape[0]} weights, found shape {weights.shape}")
     if int(max_passes) < 1:
         raise ValueError(f"update.max_passes must be >= 1, found {max_passes!r}")
-    state, history = anchor.copy(), []
+    state, history, totals = anchor.copy(), [], None
     for it in range(1, int(max_passes) + 1):
-        (st,) = stats_many(x, [state])
+        (st,) = stats_many(x, [state], totals)
+        totals = (st.sum_x, st.sum_xx)  # the same rows every pass: later passes skip them
         history.append(objective(st, anchor, weights))
         new = significant(blended_centres(st, anchor, weights))
         stalled = it > 1 and history[-2] - history[-1] <= tol * history[-2]

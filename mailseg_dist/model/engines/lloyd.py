@@ -1,7 +1,7 @@
 """Default engine: k-means++ (sklearn, n_init runs) on the hashed sample, then exact Lloyd passes over all rows.
 
 Each pass is ONE Dask compute: every chunk returns k×d sums, counts and
-squared distances (quality.block_partials), tree-summed on the workers; the
+squared distances (kernels.block_partials), tree-summed on the workers; the
 client only sees those small vectors. `fit_many` runs several k in the same
 passes (one GEMM against all centre sets), so the k search reads the data
 max_iter times at most, not once per k.
@@ -111,12 +111,14 @@ def fit_many(X, ks, mcfg: dict, init_centers: dict | None = None, sample=None) -
     history: dict[int, list] = {k: [] for k in ks}
     moved = {k: False for k in ks}
     done: dict[int, EngineResult] = {}
-    max_iter, tol = int(mcfg["max_iter"]), float(mcfg["tol"])
+    max_iter, tol, totals = int(mcfg["max_iter"]), float(mcfg["tol"]), None
     for it in range(1, max_iter + 1):
         running = [k for k in ks if k not in done]
         if not running:
             break
-        for k, st in zip(running, stats_many(x, [state[k] for k in running])):
+        passed = stats_many(x, [state[k] for k in running], totals)
+        totals = (passed[0].sum_x, passed[0].sum_xx)  # the same rows every pass: later passes skip them
+        for k, st in zip(running, passed):
             history[k].append(st.inertia)
             new = significant(st.means)  # same bits on any partitioning (numeric.py)
             stalled = len(history[k]) > 1 and not moved[k] and history[k][-2] - st.inertia <= tol * history[k][-2]
