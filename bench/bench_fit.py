@@ -101,7 +101,7 @@ def _dask_fit(users: str, cfg: dict, engine: str) -> tuple[float, dict]:
     cfg["cluster"].update(dashboard=False, progress=False)
     with open_client(cfg["cluster"]) as client:
         result = fit_segments(users, cfg, client)
-    fit_parts = ("scaler", "sample", "cache", "k_search", "final_fit")
+    fit_parts = ("read", "scaler", "sample", "cache", "k_search", "final_fit")
     return float(result.inertia), {"n_iter": result.n_iter, "stage_seconds": result.timings,
                                    "fit_seconds": round(sum(result.timings.get(p, 0) for p in fit_parts), 2)}
 

@@ -447,7 +447,7 @@ def readme_table(result: dict) -> str:
             *(_mean(r[m]["share_psi"] for r in every) for m in MODES),
             *(_mean(r[m]["model_s"] for r in every) for m in ("fresh", *MODES)),
             *(_mean(r[m]["wall_s"] for r in every) for m in ("fresh", *MODES))))
-    stages = [st for st in ("scaler", "sample", "k_search", "final_fit", "quality")
+    stages = [st for st in ("read", "scaler", "sample", "cache", "k_search", "final_fit", "quality")
               if any(st in r[w].get("stages", {}) for r in every for w in ("fresh", *MODES))]
     if stages:
         lines += ["", "Model stage, mean seconds fresh / refit / blend: " + "; ".join(

@@ -27,6 +27,7 @@ STAGE_LABELS = {
     "startup": "startup: process, imports, LocalCluster",
     "ingest_read": "ingest: read the input", "ingest_clean": "ingest: clean, write Parquet",
     "ingest_ingest": "ingest: already ingested (skipped)",
+    "model_read": "model: one read (scaler, sample, feature cache)",
     "model_scaler": "model: scaler", "model_sample": "model: hashed sample", "model_cache": "model: feature cache",
     "model_k_search": "model: k search", "model_final_fit": "model: final fit",
     "model_quality": "model: silhouette, PCA, stability",

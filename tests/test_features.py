@@ -148,7 +148,7 @@ def test_draw_sample_widens_a_too_tight_threshold(monkeypatch):
         calls.append(factor)
         return min(1.0, factor * 0.01)  # keeps ~5 rows at first: not enough
 
-    monkeypatch.setattr(sampling, "_threshold", tight)
+    monkeypatch.setattr(sampling, "sample_threshold", tight)
     got = draw_sample(split_with_empty(df, 4), 50, seed=9, columns=["send"], total=500)
     assert len(calls) > 1
     pd.testing.assert_frame_equal(got, _reference_sample(df, 50, 9)[["Id", "send", U_COLUMN]])
@@ -158,14 +158,14 @@ def test_draw_sample_returns_only_about_size_rows_from_workers(monkeypatch):
     """Workers filter: the concatenated partitions hold ~size rows, not the table."""
     df = make_clean_users(5000, seed=4)
     seen = []
-    original = sampling._below
+    original = sampling.below_threshold
 
     def spy(part, threshold, seed, columns):
         out = original(part, threshold, seed, columns)
         seen.append(len(out))
         return out
 
-    monkeypatch.setattr(sampling, "_below", spy)
+    monkeypatch.setattr(sampling, "below_threshold", spy)
     with dask.config.set(scheduler="sync"):
         draw_sample(split_with_empty(df, 4), 100, seed=1, columns=["send"])
     assert 100 <= sum(seen) < 200

@@ -38,14 +38,14 @@ def hash_uniform(ids: pd.Series, seed: int) -> np.ndarray:
     return (second >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
-def _below(part: pd.DataFrame, threshold: float, seed: int, columns: list[str]) -> pd.DataFrame:
+def below_threshold(part: pd.DataFrame, threshold: float, seed: int, columns: list[str]) -> pd.DataFrame:
     u = hash_uniform(part[ID], seed)
     keep = part.loc[u < threshold, columns].copy()
     keep[U_COLUMN] = u[u < threshold]
     return keep
 
 
-def _threshold(size: int, total: int, factor: float) -> float:
+def sample_threshold(size: int, total: int, factor: float) -> float:
     """u cut-off that keeps `size` rows with a margin of ~6 standard deviations of Binomial(total, t)."""
     expected = size + 6.0 * math.sqrt(size) + 10.0
     return min(1.0, factor * expected / max(total, 1))
@@ -65,8 +65,8 @@ def draw_sample(ddf, size: int, seed: int, columns: list[str] | None = None,
     meta = ddf._meta[columns].assign(**{U_COLUMN: np.float64(0)})
     factor = 1.0
     while True:
-        threshold = _threshold(size, total, factor)
-        (kept,) = compute(ddf.map_partitions(_below, threshold, seed, columns, meta=meta))
+        threshold = sample_threshold(size, total, factor)
+        (kept,) = compute(ddf.map_partitions(below_threshold, threshold, seed, columns, meta=meta))
         if len(kept) >= min(size, total) or threshold >= 1.0:
             break
         factor *= 2.0  # a ~1e-9 event: fewer rows than needed under the cut-off, widen it

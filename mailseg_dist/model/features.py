@@ -73,8 +73,9 @@ def _ratio(num: pd.Series, den: pd.Series) -> np.ndarray:
     return out
 
 
-def feature_frame(df: pd.DataFrame, fcfg: dict) -> pd.DataFrame:
-    """The model's float64 inputs (columns in `feature_names` order, index kept); works on empty frames."""
+def feature_matrix(df: pd.DataFrame, fcfg: dict) -> np.ndarray:
+    """The model's float64 inputs as one writable Fortran-ordered array (columns in `feature_names` order):
+    a column per feature is what the kernels read (model/kernels.py), and the first pass scales it in place."""
     missing = [c for c in raw_columns(fcfg) if c not in df.columns]
     if missing:
         raise UsageError(f"feature columns missing from the users table: {missing}")
@@ -93,5 +94,13 @@ def feature_frame(df: pd.DataFrame, fcfg: dict) -> pd.DataFrame:
         out["open_rate"] = _ratio(df["open"], df["send"])
         out["click_rate"] = _ratio(df["click"], df["open"])
         out["bounce_rate"] = _ratio(df["bounce"], df["send"])
-    frame = pd.DataFrame(out, index=df.index, columns=feature_names(fcfg), dtype=np.float64)
-    return frame
+    names = feature_names(fcfg)
+    matrix = np.empty((len(df), len(names)), dtype=np.float64, order="F")
+    for j, name in enumerate(names):
+        matrix[:, j] = out[name]
+    return matrix
+
+
+def feature_frame(df: pd.DataFrame, fcfg: dict) -> pd.DataFrame:
+    """The model's float64 inputs (columns in `feature_names` order, index kept); works on empty frames."""
+    return pd.DataFrame(feature_matrix(df, fcfg), index=df.index, columns=feature_names(fcfg), copy=False)

@@ -1,7 +1,8 @@
 """The modelling stage: users Parquet folder → scaler, k search, final k-means, quality.
 
 Passes over the full data (workers read the Parquet files; the client only
-gets sums and a bounded hashed sample): 1 scaler, 1 sample, ≤ max_iter Lloyd
+gets sums and a bounded hashed sample): 1 read for the scaler, the sample and
+the features kept in worker memory when they fit (model/prepare.py), ≤ max_iter Lloyd
 passes for all candidate k together (the last pass of each k also yields its
 ClusterStats), plus the other engines' own passes and one stats pass when the
 final engine is not lloyd. Same data + seed ⇒ same result on any partitioning
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import dask
 import dask.array as da
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
@@ -25,15 +25,13 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from mailseg_dist.core.errors import InputDataError
-from mailseg_dist.core.parquet import parquet_files
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.stages import Stages
-from mailseg_dist.core.storage import as_location, parquet_metadata
-from mailseg_dist.inputs.sampling import U_COLUMN, draw_sample
-from mailseg_dist.inputs.schema import ID, USER_COLUMNS
+from mailseg_dist.core.storage import as_location
+from mailseg_dist.inputs.sampling import U_COLUMN
 from mailseg_dist.model.blend import fit_blend
 from mailseg_dist.model.engines import EngineResult, fit_many, get_engine
-from mailseg_dist.model.features import feature_frame, feature_names, raw_columns
+from mailseg_dist.model.features import feature_frame, feature_names
 from mailseg_dist.model.kernels import ClusterStats, assign_stats, nearest
 from mailseg_dist.model.matching import matching
 from mailseg_dist.model.quality import (
@@ -45,11 +43,8 @@ from mailseg_dist.model.quality import (
     silhouette_summary,
     silhouette_values,
 )
-from mailseg_dist.model.scaler import ScaledData, fit_scaler, scale, scaled_from_parquet
+from mailseg_dist.model.prepare import Prepared, prepare
 from mailseg_dist.model.selection import choose_k
-
-CACHE_SHARE = 0.25  # cache_features: auto persists when the scaled matrix needs < 25% of cluster memory
-
 
 @dataclass
 class ModelResult:
@@ -93,21 +88,6 @@ def build_model(centers: np.ndarray, inertia: float, n_iter: int, seed: int) -> 
     return model
 
 
-def _cache(setting, data: ScaledData, client) -> bool:
-    if setting is True or setting is False:
-        return setting
-    if setting != "auto":
-        raise ValueError(f"model.cache_features expected auto, true or false, found {setting!r}")
-    memory = 0
-    if client is not None:
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        memory = sum(w.get("memory_limit") or 0 for w in workers)
-    if not memory:
-        import psutil
-        memory = psutil.virtual_memory().total
-    return data.n_rows * len(data.names) * 8 < CACHE_SHARE * memory
-
-
 def _k_row(k: int, stats: ClusterStats, n_iter: int, xs: np.ndarray, cfg: dict):
     """One row of the k table, and the silhouette details for the chosen k."""
     rows, details = _k_rows({k: (stats, n_iter)}, xs, cfg)
@@ -139,16 +119,6 @@ def _k_rows(fits: dict, xs: np.ndarray, cfg: dict) -> tuple[list[dict], dict]:
                      "sizes": [int(c) for c in stats.counts], "n_iter": int(n_iter)})
         details[k] = (labels[k], sil)
     return rows, details
-
-
-def _read_users(users_path: Path, fcfg: dict):
-    files = parquet_files(users_path)
-    present = set(parquet_metadata(files[0]).schema.to_arrow_schema().names)
-    missing = [c for c in [ID, *raw_columns(fcfg)] if c not in present]
-    if missing:
-        raise InputDataError(f"{users_path}: users table lacks column(s) {missing} needed by the features")
-    columns = [c for c in USER_COLUMNS if c in present]
-    return dd.read_parquet([str(f) for f in files], columns=columns), columns
 
 
 def _sample_frame(sample: pd.DataFrame, xs: np.ndarray, labels, per_sample, pca: PCA, fcfg: dict) -> pd.DataFrame:
@@ -186,54 +156,6 @@ def _follow_ids(result: EngineResult, init: np.ndarray, data) -> tuple[EngineRes
     return EngineResult(centers, result.n_iter, result.history, stats.inertia, stats), True
 
 
-@dataclass
-class _Prepared:
-    """What every fit of one users folder shares: the scaler, the hashed sample and the scaled matrix."""
-
-    scaler: StandardScaler
-    n_rows: int
-    sample: pd.DataFrame        # the first `size` rows of the hashed sample (silhouette, stability, figures)
-    xs: np.ndarray              # those rows scaled
-    xs_start: np.ndarray        # the engines' start sample, scaled (a prefix-compatible superset of xs)
-    data: ScaledData
-    cached: bool
-    xs_search: np.ndarray | None = None  # the k search's rows, scaled, when it runs on a sample (search_rows)
-
-
-def _prepare(users_path: Path, cfg: dict, client, clock: Stages, largest_k: int,
-             scaler: StandardScaler | None = None, search: bool = False) -> _Prepared:
-    """One scaler pass (none when `scaler` is given: blend), one sample draw, and the lazily scaled matrix
-    (persisted when it fits). With `search` over more than selection.search_rows users, the same draw
-    also gives the k search its rows (a hashed sample is ordered by hash: its prefixes are smaller ones)."""
-    fcfg, mcfg, qcfg = cfg["features"], cfg["model"], cfg["quality"]
-    ddf, columns = _read_users(users_path, fcfg)
-    if scaler is None:
-        with clock("scaler", "fitting the scaler (one pass over the users)"):
-            scaler = fit_scaler(ddf, fcfg)
-        n_rows = int(scaler.n_samples_seen_)
-    else:  # the row count from the Parquet footers (no pass); read again below to catch a folder changing
-        n_rows = scaled_from_parquet(users_path, scaler, fcfg).n_rows
-    if n_rows <= largest_k:
-        raise InputDataError(f"{users_path}: {n_rows} users cannot make {largest_k} clusters (need more rows than k)")
-    search_rows = int(cfg["selection"]["search_rows"]) if search and n_rows > cfg["selection"]["search_rows"] else 0
-    with clock("sample", "drawing the hashed sample"):
-        size = max(mcfg["init_sample"], qcfg["bootstrap_sample"], cfg["selection"]["silhouette_sample"])
-        start_rows = max(size, mcfg["refine_sample"])
-        # One draw: the hashed sample is ordered by hash, so its first `size` rows are exactly the smaller sample.
-        drawn = draw_sample(ddf, max(start_rows, search_rows), int(mcfg["seed"]), columns=columns, total=n_rows)
-        xs_drawn = scale(drawn, scaler, fcfg)
-        xs_start = xs_drawn[:start_rows]
-    data = scaled_from_parquet(users_path, scaler, fcfg)
-    if data.n_rows != n_rows:
-        raise InputDataError(f"{users_path}: the users folder changed during modelling ({n_rows} then {data.n_rows} rows)")
-    cached = _cache(mcfg["cache_features"], data, client)
-    if cached:
-        with clock("cache", "keeping the scaled features in worker memory"):
-            data = data.persist()
-    return _Prepared(scaler, n_rows, drawn.iloc[:size], xs_start[:size], xs_start, data, cached,
-                     xs_drawn if search_rows else None)
-
-
 def _candidate_ks(cfg: dict, start) -> tuple[list[int], bool]:
     mcfg = cfg["model"]
     if mcfg["k"] == "auto" and start is None:
@@ -241,7 +163,7 @@ def _candidate_ks(cfg: dict, start) -> tuple[list[int], bool]:
     return [int(mcfg["k"] if start is None else len(start))], False
 
 
-def _search_rows(prep: _Prepared):
+def _search_rows(prep: Prepared):
     """Where the k search runs: every user, or the hashed sample's rows kept on the workers (sent once)."""
     if prep.xs_search is None:
         return prep.data, f"{prep.n_rows:,} users"
@@ -249,7 +171,7 @@ def _search_rows(prep: _Prepared):
     return da.from_array(prep.xs_search, chunks=(-(-rows // 8), -1)).persist(), f"a hashed sample of {rows:,} users"
 
 
-def _search(prep: _Prepared, ks: list[int], cfg: dict, clock: Stages) -> tuple[list[dict], dict, dict]:
+def _search(prep: Prepared, ks: list[int], cfg: dict, clock: Stages) -> tuple[list[dict], dict, dict]:
     """Lloyd for every candidate k at once (one pass serves them all): the k table and each fit.
 
     Above selection.search_rows users the search runs on that many rows of the hashed sample and only the
@@ -272,7 +194,7 @@ def _pick_k(table: list[dict], ks: list[int], search: bool, start, cfg: dict) ->
     return ks[0], {"rule": "fixed", "k": ks[0]}
 
 
-def _final_fit(prep: _Prepared, k: int, cfg: dict, fits: dict, init) -> tuple[EngineResult, ClusterStats, bool]:
+def _final_fit(prep: Prepared, k: int, cfg: dict, fits: dict, init) -> tuple[EngineResult, ClusterStats, bool]:
     engine, mcfg = cfg["model"]["engine"], cfg["model"]
     reordered = False
     if init is not None:
@@ -286,7 +208,7 @@ def _final_fit(prep: _Prepared, k: int, cfg: dict, fits: dict, init) -> tuple[En
     return result, stats, reordered
 
 
-def _quality(prep: _Prepared, k: int, stats: ClusterStats, n_iter: int, table: list[dict], details: dict,
+def _quality(prep: Prepared, k: int, stats: ClusterStats, n_iter: int, table: list[dict], details: dict,
              cfg: dict) -> dict:
     """Silhouette (the search's when it ran this engine), PCA from the sums, bootstrap stability, the model."""
     engine, qcfg, mcfg = cfg["model"]["engine"], cfg["quality"], cfg["model"]
@@ -309,7 +231,7 @@ def _fit_segments(users_path: Path, cfg: dict, client, start: np.ndarray | None 
     get_engine(cfg["model"]["engine"])  # validate the name before any pass
     start = start if blend is None else blend.centers
     ks, search = _candidate_ks(cfg, start)
-    prep = _prepare(users_path, cfg, client, clock, max(ks), None if blend is None else blend.scaler, search)
+    prep = prepare(users_path, cfg, client, clock, max(ks), None if blend is None else blend.scaler, search)
     table, details, fits = [], {}, {}
     if search or (cfg["model"]["engine"] == "lloyd" and start is None):
         table, details, fits = _search(prep, ks, cfg, clock)

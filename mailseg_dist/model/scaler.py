@@ -30,12 +30,16 @@ from mailseg_dist.model.features import feature_frame, feature_names, raw_column
 _EPS = np.finfo(np.float64).eps
 
 
-def _moments(part: pd.DataFrame, fcfg: dict) -> pd.DataFrame:
-    x = feature_frame(part, fcfg).to_numpy()
+def moments_row(x: np.ndarray) -> np.ndarray:
+    """[n, mean..., M2...] of the rows of x (zeros when it has none)."""
     n = x.shape[0]
     mean = x.mean(axis=0) if n else np.zeros(x.shape[1])
     m2 = ((x - mean) ** 2).sum(axis=0)
-    return pd.DataFrame([np.concatenate([[n], mean, m2])])
+    return np.concatenate([[n], mean, m2])
+
+
+def _moments(part: pd.DataFrame, fcfg: dict) -> pd.DataFrame:
+    return pd.DataFrame([moments_row(feature_frame(part, fcfg).to_numpy())])
 
 
 def merge_moments(rows: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -112,10 +116,18 @@ class ScaledData:
     def persist(self) -> "ScaledData":
         return replace(self, array=self.array.persist())
 
+    def with_array(self, array: da.Array) -> "ScaledData":
+        return replace(self, array=array)
 
-def scaled_from_parquet(users_path: str | Path, scaler: StandardScaler, fcfg: dict) -> ScaledData:
-    # Empty row groups / files are left out: they add nothing and Dask drops zero-row chunks anyway.
-    units = [u for u in parquet_units(parquet_files(users_path)) if u[2] > 0]
+
+def nonempty_units(users_path: str | Path) -> list:
+    """The Parquet units of a users folder, empty row groups and files left out: they add nothing, and
+    Dask drops zero-row chunks anyway."""
+    return [u for u in parquet_units(parquet_files(users_path)) if u[2] > 0]
+
+
+def scaled_from_parquet(users_path: str | Path, scaler: StandardScaler, fcfg: dict, units=None) -> ScaledData:
+    units = nonempty_units(users_path) if units is None else units
     d = len(feature_names(fcfg))
     blocks = [da.from_delayed(dask.delayed(scaled_unit, pure=True)(unit, scaler, fcfg),
                               shape=(unit[2], d), dtype=np.float64) for unit in units]
