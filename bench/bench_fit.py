@@ -8,13 +8,19 @@ its peak memory is its own. Peak memory is the largest sum of RSS over the proce
 tree (client + Dask workers), sampled every 50 ms. `sklearn` reads the same clean
 layer into pandas, scales it and runs KMeans(n_clusters=6, random_state=seed)
 (Lloyd, default n_init); `sklearn10` the same with n_init=10 (the quality
-reference). Results: bench/results/fit_<rows>.json and a table on stdout.
+reference). `passes` (a fresh process too) times one Lloyd pass (k=6, over every user) with the
+features kept in worker memory and read from Parquet, against a pyarrow scan of the same columns by
+the same workers. Results: bench/results/fit_<rows>.json and a table on stdout;
+`python bench/bench_fit.py --readme` writes README.md's table from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -25,6 +31,10 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import readme_tables  # noqa: E402  the README's marked blocks, the commit measured
+
+START, END = "<!-- bench:fit:start -->", "<!-- bench:fit:end -->"
 
 
 class PeakRSS:
@@ -106,6 +116,60 @@ def _dask_fit(users: str, cfg: dict, engine: str) -> tuple[float, dict]:
                                    "fit_seconds": round(sum(result.timings.get(p, 0) for p in fit_parts), 2)}
 
 
+def _scan_unit(unit, columns: list[str]) -> int:
+    """A pyarrow read of one unit's columns, nothing else: what a pass cannot do in less."""
+    from mailseg_dist.core.storage import open_parquet
+
+    path, group, _ = unit
+    with open_parquet(path) as parquet:
+        table = parquet.read(columns=columns) if group is None else parquet.read_row_group(group, columns=columns)
+    return table.num_rows
+
+
+def _median_seconds(run, repeats: int) -> tuple[float, list[float]]:
+    run()  # warm: the workers' imports and first allocations are not a pass
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(round(time.perf_counter() - start, 3))
+    return statistics.median(times), times
+
+
+def passes_one(users: str, seed: int, repeats: int = 5) -> dict:
+    """Runs inside a fresh process: one pyarrow scan and one Lloyd pass, uncached and cached, each `repeats` times."""
+    import dask
+    from distributed import wait
+
+    from mailseg_dist.core.client import open_client
+    from mailseg_dist.core.config import load_config
+    from mailseg_dist.core.progress import compute
+    from mailseg_dist.core.stages import Stages
+    from mailseg_dist.model.engines.lloyd import initial_centers
+    from mailseg_dist.model.features import raw_columns
+    from mailseg_dist.model.kernels import stats_many
+    from mailseg_dist.model.prepare import prepare
+
+    cfg = load_config(overrides={"model.k": 6, "model.seed": seed, "model.cache_features": False})
+    cfg["cluster"].update(dashboard=False, progress=False)
+    with open_client(cfg["cluster"]) as client, dask.config.set(scheduler=client):
+        prep = prepare(users, cfg, client, Stages(), 6)
+        centers = [initial_centers(prep.xs_start, 6, cfg["model"])]
+        (first,) = stats_many(prep.data, centers)
+        totals = (first.sum_x, first.sum_xx)  # as Lloyd's passes after its first
+        columns = raw_columns(cfg["features"])
+        scan = [dask.delayed(_scan_unit)(u, columns) for u in prep.data.units]
+        scan_s, scan_all = _median_seconds(lambda: compute(*scan), repeats)
+        read_s, read_all = _median_seconds(lambda: stats_many(prep.data, centers, totals), repeats)
+        kept = prep.data.persist()
+        wait(kept.array)
+        kept_s, kept_all = _median_seconds(lambda: stats_many(kept, centers, totals), repeats)
+    return {"engine": "passes", "rows": prep.n_rows, "units": len(prep.data.units), "columns": columns,
+            "scan_s": scan_s, "pass_parquet_s": read_s, "pass_in_memory_s": kept_s,
+            "pass_parquet_vs_scan": round(read_s / scan_s, 2), "runs": {"scan": scan_all, "parquet": read_all,
+                                                                         "in_memory": kept_all}}
+
+
 def prepare(rows: int, seed: int, workdir: Path) -> str:
     data_dir = workdir / f"data_{rows}"
     source = workdir / f"users_{rows}.parquet"
@@ -121,16 +185,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--engines", nargs="+", default=["lloyd", "minibatch", "daskml", "daskml_native",
-                                                               "daskml_defaults", "sklearn", "sklearn10"])
+                                                               "daskml_defaults", "sklearn", "sklearn10", "passes"])
+    parser.add_argument("--readme", action="store_true", help="only rewrite README.md's table from the results")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--workdir", default=str(HERE / ".work"))
     parser.add_argument("--one", nargs=2, metavar=("USERS", "ENGINE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.readme:
+        readme_tables.write_block(render(results_files()), START, END)
+        return
     if args.one:
-        print(json.dumps(fit_one(args.one[0], args.one[1], args.seed)))
+        users, engine = args.one
+        print(json.dumps(passes_one(users, args.seed) if engine == "passes" else fit_one(users, engine, args.seed)))
         return
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()
     for rows in args.rows:
         users = prepare(rows, args.seed, workdir)
         results = []
@@ -139,10 +209,12 @@ def main() -> None:
                                  check=True, capture_output=True, text=True, cwd=ROOT)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)
-        report(rows, results)
+        report(rows, results, load_start)
 
 
-def report(rows: int, results: list[dict]) -> None:
+def report(rows: int, results: list[dict], load_start: tuple) -> None:
+    passes = next((r for r in results if r["engine"] == "passes"), None)
+    results = [r for r in results if r["engine"] != "passes"]
     by = {r["engine"]: r for r in results}
     base = by.get("sklearn")
     ref = by.get("sklearn10", base)
@@ -157,13 +229,72 @@ def report(rows: int, results: list[dict]) -> None:
                 r[f"speedup_vs_{other}"] = round(by[other]["seconds"] / r["seconds"], 2)
     out = HERE / "results" / f"fit_{rows}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "machine": f"{psutil.cpu_count()} cores, "
-                               f"{psutil.virtual_memory().total / 2**30:.0f} GiB", "results": results}, indent=2))
-    print(f"\n{rows:,} users, k=6")
-    print(f"{'engine':<13} {'seconds':>8} {'peak MB':>8} {'×time':>6} {'×mem':>6} {'Δinertia %':>11}")
-    for r in results:
-        print(f"{r['engine']:<13} {r['seconds']:>8} {r['peak_rss_mb']:>8} {r.get('time_vs_sklearn', ''):>6} "
-              f"{r.get('memory_vs_sklearn', ''):>6} {r.get('inertia_vs_best_sklearn_pct', ''):>11}")
+    out.write_text(json.dumps({"rows": rows, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                               "commit": readme_tables.git_commit(),
+                               "machine": f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+                               "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+                               "results": results, "passes": passes}, indent=2))
+    print(render([json.loads(out.read_text())]))
+
+
+# ---------------------------------------------------------------- README
+LABELS = {"lloyd": "`lloyd` (default)", "minibatch": "`minibatch`", "daskml": "`daskml` (our start)",
+          "daskml_native": "`daskml_native`", "daskml_defaults": "`daskml_defaults`", "sklearn": "sklearn `KMeans`",
+          "sklearn10": "sklearn `KMeans(n_init=10)`"}
+# Issue 12's fit targets: (what, how to read it from a results file, the largest value that meets it).
+TARGETS = (
+    ("`lloyd` wall / scikit-learn's (read + scale + KMeans)", lambda r, p: r["lloyd"]["time_vs_sklearn"], 0.5),
+    ("`lloyd` inertia / `KMeans(n_init=10)`'s", lambda r, p: 1 + r["lloyd"]["inertia_vs_best_sklearn_pct"] / 100,
+     1.001),
+    ("`lloyd` peak memory / scikit-learn's", lambda r, p: r["lloyd"]["memory_vs_sklearn"], 0.5),
+    ("one Lloyd pass, features in worker memory (s)", lambda r, p: p["pass_in_memory_s"], 0.5),
+    ("one Lloyd pass from Parquet / a pyarrow scan of its columns", lambda r, p: p["pass_parquet_vs_scan"], 1.5),
+)
+
+
+def results_files() -> list[dict]:
+    """The fit results that record their commit (the format `render` reads), smallest size first."""
+    files = [json.loads(f.read_text()) for f in (HERE / "results").glob("fit_*.json")]
+    return sorted((f for f in files if f.get("commit")), key=lambda f: f["rows"])
+
+
+def _row(r: dict) -> str:
+    delta = "reference" if r["engine"] == "sklearn10" else f"{r.get('inertia_vs_best_sklearn_pct', 0):+.3f}%"
+    return (f"| {LABELS.get(r['engine'], r['engine'])} | {r['seconds']:.1f} | {r['peak_rss_mb']:,.0f} | "
+            f"{r.get('time_vs_sklearn', 0):.2f} | {r.get('memory_vs_sklearn', 0):.2f} | {delta} |")
+
+
+def _targets(report: dict) -> str:
+    by, passes, parts = {r["engine"]: r for r in report["results"]}, report.get("passes"), []
+    for what, measure, limit in TARGETS:
+        try:
+            value = measure(by, passes)
+        except (KeyError, TypeError):
+            parts.append(f"{what} ≤ {limit}: not measured")
+            continue
+        parts.append(f"{what} ≤ {limit}: {value:.3f} ({'met' if value <= limit else 'not met'})")
+    return "Issue 12 targets: " + "; ".join(parts) + "."
+
+
+def render(reports: list[dict]) -> str:
+    out = []
+    for report in reports:
+        out += [f"| {report['rows']:,} users | seconds | peak MB | × sklearn time | × sklearn memory | Δ inertia |",
+                "|---|---|---|---|---|---|", *(_row(r) for r in report["results"]), ""]
+        p = report.get("passes")
+        if p:
+            out += [f"One Lloyd pass over the {p['rows']:,} users (k=6, medians of {len(p['runs']['scan'])}): "
+                    f"{p['pass_in_memory_s']:.2f} s with the features in worker memory, {p['pass_parquet_s']:.2f} s "
+                    f"reading them from Parquet ({p['units']} units), where a pyarrow scan of the same columns by "
+                    f"the same workers takes {p['scan_s']:.2f} s ({p['pass_parquet_vs_scan']:.2f}×).", ""]
+        out += [_targets(report), "",
+                f"Measured {report['date'][:10]}, commit `{report['commit']}`, {report['machine']}, load average "
+                f"{report['loadavg_start'][0]:.1f} at start and {report['loadavg_end'][0]:.1f} at end.", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def readme_block(text: str) -> str:
+    return readme_tables.readme_block(text, START, END)
 
 
 if __name__ == "__main__":

@@ -429,18 +429,6 @@ def formats_check(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------- main
-def git_commit() -> str | None:
-    """HEAD's short hash, "+" when mailseg_dist/ has uncommitted changes (the measured code is not HEAD's)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "mailseg_dist"], capture_output=True, text=True,
-                               cwd=ROOT, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+" if dirty else "")
-
-
 def versions() -> dict:
     out = {"python": platform.python_version()}
     for name in ("xlsxwriter", "rustpy-xlsxwriter", "isal", "pyexcelerate", "python-calamine", "openpyxl", "pyarrow",
@@ -466,6 +454,8 @@ def main() -> None:
     parser.add_argument("--one", nargs=3, metavar=("WRITER", "USERS", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    import readme_tables  # the README's marked blocks, the commit measured
     if args.readme:
         write_readme()
         return
@@ -496,7 +486,7 @@ def main() -> None:
             row["speedup_vs_xlsxwriter"] = round(base / row["seconds"], 2)
     report = {"rows": args.rows, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "machine": {"cpus": os.cpu_count(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
-              "versions": versions(), "repeats": args.repeats, "commit": git_commit(),
+              "versions": versions(), "repeats": args.repeats, "commit": readme_tables.git_commit(),
               "what": "sheet Clusters (every user x 17 columns) from Resultados/usuarios/ of a real mailseg run "
                       "--k 6; write_results_xlsx: the whole workbook; seconds and memory: medians, each write in "
                       "a fresh process; peak_rss_mb: ru_maxrss, base_rss_mb: RSS after imports",

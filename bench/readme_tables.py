@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -174,6 +175,18 @@ def replace_block(text: str, block: str, start: str = START, end: str = END) -> 
     readme_block(text, start, end)
     before, rest = text.split(start, 1)
     return before + start + "\n" + block + end + rest.split(end, 1)[1]
+
+
+def git_commit() -> str | None:
+    """HEAD's short hash, "+" when mailseg_dist/ has uncommitted changes (the measured code is not HEAD's)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "mailseg_dist"], capture_output=True, text=True,
+                               cwd=ROOT, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
 
 
 def write_block(block: str, start: str, end: str) -> None:

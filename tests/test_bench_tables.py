@@ -48,9 +48,9 @@ def test_replace_block_keeps_the_text_around_the_markers(tables):
 
 
 @pytest.mark.parametrize("script, issue", [("bench_update_cost", 13), ("bench_view", 15), ("bench_events", 14),
-                                           ("bench_xlsx", 12)])
+                                           ("bench_xlsx", 12), ("bench_fit", 12)])
 def test_each_bench_block_in_the_readme_matches_its_results(script, issue):
-    """README's update-against-refit (issue 13), viewer (15), event-log (14) and workbook-writer (12) tables come
+    """README's update-against-refit (issue 13), viewer (15), event-log (14), workbook-writer and fit (12) tables come
     from bench/results."""
     spec = importlib.util.spec_from_file_location(script, ROOT / "bench" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)

@@ -101,3 +101,23 @@ def test_a_folder_of_empty_parts_is_refused(tmp_path, clean_users):
     cfg = load_config(overrides={"model.k": 3})
     with pytest.raises(InputDataError, match=r"users.*no rows"):
         prepare(folder, cfg, None, Stages(), 3)
+
+
+def test_a_kept_scaler_draws_the_sample_once_per_file_of_several_row_groups(tmp_path, clean_users):
+    """The blend update's path (scaler given, no first pass): a file of three row groups is three units
+    but is read once for the sample (no user twice), and the kept features are scaled with that scaler."""
+    folder = tmp_path / "users"
+    folder.mkdir()
+    clean_users.to_parquet(folder / "part-00000.parquet", index=False, row_group_size=200)
+    assert len(nonempty_units(folder)) == 3
+    given = StandardScaler().fit(clean_users[SEED8])
+    cfg = load_config(overrides={"model.k": 3, "model.cache_features": True, "features.columns": SEED8})
+    clock = Stages()
+    with dask.config.set(scheduler="sync"):
+        prep = prepare(folder, cfg, None, clock, 3, scaler=given)
+        scaled = prep.data.array.compute()
+    assert "read" not in clock.timings and {"sample", "cache"} <= set(clock.timings)
+    assert prep.sample["Id"].is_unique
+    want = _reference_sample(clean_users, len(prep.sample), int(cfg["model"]["seed"]))
+    pd.testing.assert_frame_equal(prep.sample, want[[*_columns(clean_users), U_COLUMN]])
+    np.testing.assert_allclose(scaled, given.transform(clean_users[SEED8]), rtol=1e-12, atol=1e-12)

@@ -105,7 +105,7 @@ def prepare(users_path: Path, cfg: dict, client, clock: Stages, largest_k: int,
                 data = data.persist()
     if drawn is None:  # a blend update, or the ~1e-9 draw that kept too few users under the cut-off
         with clock("sample", "drawing the hashed sample"):
-            ddf = dd.read_parquet([u[0] for u in units], columns=columns)
+            ddf = dd.read_parquet(list(dict.fromkeys(u[0] for u in units)), columns=columns)  # each file once
             drawn = draw_sample(ddf, max(start_rows, search_rows), seed, columns=columns, total=n_rows)
     xs_drawn = scale(drawn, scaler, fcfg)
     xs_start = xs_drawn[:start_rows]
