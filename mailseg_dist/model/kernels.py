@@ -17,6 +17,9 @@ from mailseg_dist.core.numeric import significant
 from mailseg_dist.core.progress import compute
 
 
+STEP = 16_384  # rows a kernel step works on: its temporaries (128 KiB a column) stay in a core's L2 cache
+
+
 def columns_of(x) -> np.ndarray:
     """x's columns as the rows of a C-contiguous d × n float64 array: free for a Fortran-ordered block (the
     scaled blocks are: feature_frame's to_numpy is), one copy otherwise. Every kernel below works on it,
@@ -48,15 +51,18 @@ def nearest_columns(xt: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np
 
 
 def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(label, exact squared distance) of each row's nearest centre."""
-    return nearest_columns(columns_of(x), np.asarray(centers, dtype=np.float64))
+    """(label, exact squared distance) of each row's nearest centre, STEP rows at a time: a worker scoring a
+    part holds k + 2 temporaries of STEP values, not of the part's rows."""
+    xt, centers = columns_of(x), np.asarray(centers, dtype=np.float64)
+    n = xt.shape[1]
+    labels, sq = np.zeros(n, dtype=np.intp), np.zeros(n)
+    for start in range(0, n, STEP):
+        labels[start:start + STEP], sq[start:start + STEP] = nearest_columns(xt[:, start:start + STEP], centers)
+    return labels, sq
 
 
 def _layout(d: int, ks: list[int], totals: bool) -> int:
     return 1 + (d + d * d if totals else 0) + sum(k * (d + 3) for k in ks)
-
-
-STEP = 16_384  # rows a kernel step works on: its temporaries (128 KiB a column) stay in a core's L2 cache
 
 
 def block_partials(x: np.ndarray, centers_list: list[np.ndarray], totals: bool = True) -> np.ndarray:

@@ -53,6 +53,12 @@ def job(cfg: dict, out_dir, holder: str, client=None, profile: bool = False) -> 
     profile_path = as_location(out_dir) / PROFILE_HTML if profile else None
     with locked_folder(out_dir, holder):
         import mailseg_dist.core.client  # noqa: F401 (distributed) before the background thread: see core/warm.py
-        import_in_background()
-        with client_scope(cfg, client) as active, RunMonitor(active, profile_path) as monitor:
-            yield active, monitor
+        warming = import_in_background()
+        try:
+            with client_scope(cfg, client) as active, RunMonitor(active, profile_path) as monitor:
+                yield active, monitor
+        finally:
+            # A job refused within seconds (an unreachable scheduler) could exit while this thread was still inside
+            # an extension's import: the C++ runtime then aborted the process ("terminate called without an active
+            # exception", exit -6 instead of 4; seen once in CI). Waiting costs nothing once the imports are done.
+            warming.join()
