@@ -34,8 +34,6 @@ def nearest_columns(xt: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np
     the k rows (first of ties, as argmin): 2.3 ms for 100,000 rows and k = 6, where argmin along either
     axis took 3.3-5 ms. The distance is then recomputed exactly, a column at a time."""
     n = xt.shape[1]
-    if n == 0:
-        return np.zeros(0, dtype=np.intp), np.zeros(0)
     d2 = (-2.0 * centers) @ xt
     d2 += (centers ** 2).sum(axis=1)[:, None]
     best, labels = d2[0].copy(), np.zeros(n, dtype=np.intp)
