@@ -9,13 +9,15 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from conftest import make_clean_users, split_with_empty
 
 from mailseg_dist.core.errors import UsageError
 from mailseg_dist.inputs import sampling
 from mailseg_dist.inputs.sampling import U_COLUMN, draw_sample, hash_uniform
-from mailseg_dist.model.features import feature_frame, feature_names, raw_columns
+from mailseg_dist.core.parquet import table_columns
+from mailseg_dist.model.features import feature_frame, feature_matrix, feature_names, raw_columns
 
 SEED8 = ["send", "bounce", "open", "click", "Total", "hour", "day_of_week", "engagement_score"]
 
@@ -75,6 +77,19 @@ def test_all_options_and_empty_frame():
     assert len(names) == 13 and names[-3:] == ["open_rate", "click_rate", "bounce_rate"]
     empty = feature_frame(make_clean_users(10).iloc[0:0], cfg)
     assert list(empty.columns) == names and len(empty) == 0 and (empty.dtypes == np.float64).all()
+
+
+@pytest.mark.parametrize("rows", [0, 50])
+def test_feature_matrix_from_arrow_columns_equals_from_the_frame(rows):
+    """The uncached passes build the features from Arrow's arrays (core.parquet.table_columns), not from a
+    DataFrame: the same bits with every option on, and for an empty unit."""
+    cfg = fcfg(log1p=True, rates=True, cyclical=True)
+    df = make_clean_users(50, seed=3).iloc[:rows]
+    df.loc[df.index[:5], "open"] = 0  # click_rate's zero denominator
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    got = feature_matrix(table_columns(table, raw_columns(cfg)), cfg)
+    np.testing.assert_array_equal(got, feature_frame(df, cfg).to_numpy())
+    assert got.shape == (rows, 13) and got.flags.f_contiguous and got.flags.writeable
 
 
 def test_raw_columns_and_errors():
@@ -138,6 +153,21 @@ def test_draw_sample_all_rows_when_size_exceeds_and_string_ids():
     got = draw_sample(split_with_empty(df, 3), 1000, seed=1, columns=["send"])
     assert len(got) == 60 and set(got["Id"]) == set(df["Id"])
     assert got[U_COLUMN].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("ids", ["int", "str"])
+def test_table_below_threshold_equals_the_frame_cut(ids):
+    """The first pass cuts the sample from the Arrow table: the same users, columns and dtypes as
+    `below_threshold` on the pandas frame, and an empty frame when no user is under the cut-off."""
+    df = make_clean_users(400, seed=2)
+    if ids == "str":
+        df["Id"] = "u" + df["Id"].astype(str)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for threshold in (0.1, 0.0):
+        got = sampling.table_below_threshold(table, threshold, seed=5)
+        want = sampling.below_threshold(df, threshold, 5, list(df.columns)).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want)
+    assert 20 < len(sampling.table_below_threshold(table, 0.1, seed=5)) < 60
 
 
 def test_draw_sample_widens_a_too_tight_threshold(monkeypatch):

@@ -65,9 +65,9 @@ def test_one_read_equals_the_separate_passes_and_sklearn(users_parquet, clean_us
 def test_prepare_reads_each_unit_once_and_the_passes_read_none(users_parquet, clean_users, monkeypatch):
     """With the features kept, the fit's only Parquet reads are the first pass's: one per non-empty unit."""
     reads = []
-    real = core_parquet.read_unit
-    monkeypatch.setattr(first_pass_module, "read_unit", lambda unit, cols: reads.append(unit) or real(unit, cols))
-    monkeypatch.setattr("mailseg_dist.model.scaler.read_unit", lambda *a: pytest.fail("a pass read Parquet"))
+    real = core_parquet.read_unit_table
+    monkeypatch.setattr(first_pass_module, "read_unit_table", lambda unit, cols: reads.append(unit) or real(unit, cols))
+    monkeypatch.setattr("mailseg_dist.model.scaler.read_unit_table", lambda *a: pytest.fail("a pass read Parquet"))
     cfg = load_config(overrides={"model.k": 3, "model.cache_features": True, "features.columns": SEED8})
     with dask.config.set(scheduler="sync"):
         prep = prepare(users_parquet, cfg, None, Stages(), 3)

@@ -45,6 +45,16 @@ def below_threshold(part: pd.DataFrame, threshold: float, seed: int, columns: li
     return keep
 
 
+def table_below_threshold(table, threshold: float, seed: int) -> pd.DataFrame:
+    """`below_threshold` of a pyarrow Table (every column kept): only the rows under the cut-off, about
+    size/total of them, are converted to pandas; the hash sees the Id column as pandas would give it."""
+    u = hash_uniform(table.column(ID).to_pandas(), seed)
+    under = u < threshold
+    keep = table.filter(under).to_pandas()
+    keep[U_COLUMN] = u[under]
+    return keep
+
+
 def sample_threshold(size: int, total: int, factor: float) -> float:
     """u cut-off that keeps `size` rows with a margin of ~6 standard deviations of Binomial(total, t)."""
     expected = size + 6.0 * math.sqrt(size) + 10.0

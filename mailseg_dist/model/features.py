@@ -66,22 +66,24 @@ def raw_columns(fcfg: dict) -> list[str]:
     return [c for c in USER_COLUMNS if c in needed]
 
 
-def _ratio(num: pd.Series, den: pd.Series) -> np.ndarray:
-    num, den = num.to_numpy(np.float64), den.to_numpy(np.float64)
+def _ratio(num, den) -> np.ndarray:
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     out = np.zeros(len(num), dtype=np.float64)
     np.divide(num, den, out=out, where=den != 0)
     return out
 
 
-def feature_matrix(df: pd.DataFrame, fcfg: dict) -> np.ndarray:
+def feature_matrix(df, fcfg: dict) -> np.ndarray:
     """The model's float64 inputs as one writable Fortran-ordered array (columns in `feature_names` order):
-    a column per feature is what the kernels read (model/kernels.py), and the first pass scales it in place."""
-    missing = [c for c in raw_columns(fcfg) if c not in df.columns]
+    a column per feature is what the kernels read (model/kernels.py), and the first pass scales it in place.
+
+    `df`: a DataFrame, or a dict of column arrays (core.parquet.read_unit_columns)."""
+    missing = [c for c in raw_columns(fcfg) if c not in df]
     if missing:
         raise UsageError(f"feature columns missing from the users table: {missing}")
     out: dict[str, np.ndarray] = {}
     for column in _columns(fcfg):
-        values = df[column].to_numpy(np.float64)
+        values = np.asarray(df[column], dtype=np.float64)
         if fcfg.get("cyclical") and column in CYCLES:
             period, prefix = CYCLES[column]
             angle = 2.0 * np.pi * values / period
@@ -95,7 +97,8 @@ def feature_matrix(df: pd.DataFrame, fcfg: dict) -> np.ndarray:
         out["click_rate"] = _ratio(df["click"], df["open"])
         out["bounce_rate"] = _ratio(df["bounce"], df["send"])
     names = feature_names(fcfg)
-    matrix = np.empty((len(df), len(names)), dtype=np.float64, order="F")
+    rows = len(df.index) if isinstance(df, pd.DataFrame) else len(df[raw_columns(fcfg)[0]])
+    matrix = np.empty((rows, len(names)), dtype=np.float64, order="F")
     for j, name in enumerate(names):
         matrix[:, j] = out[name]
     return matrix

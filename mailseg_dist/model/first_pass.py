@@ -23,11 +23,11 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
 from mailseg_dist.core.errors import InputDataError
-from mailseg_dist.core.parquet import read_unit
+from mailseg_dist.core.parquet import read_unit_table, table_columns
 from mailseg_dist.core.progress import compute
-from mailseg_dist.inputs.sampling import U_COLUMN, below_threshold, sample_threshold
+from mailseg_dist.inputs.sampling import U_COLUMN, sample_threshold, table_below_threshold
 from mailseg_dist.inputs.schema import ID
-from mailseg_dist.model.features import feature_matrix, feature_names
+from mailseg_dist.model.features import feature_matrix, feature_names, raw_columns
 from mailseg_dist.model.scaler import ScaledData, merge_moments, moments_row, scaled_from_parquet, scaler_from_moments
 
 
@@ -41,9 +41,9 @@ class FirstPass:
 
 def _read(unit, columns: list[str], fcfg: dict, threshold: float, seed: int, keep: bool):
     """(features or None, moments row, sampled users) of one unit."""
-    frame = read_unit(unit, columns)
-    features = feature_matrix(frame, fcfg)  # writable and Fortran-ordered, as the kernels want
-    return (features if keep else None), moments_row(features), below_threshold(frame, threshold, seed, columns)
+    table = read_unit_table(unit, columns)
+    features = feature_matrix(table_columns(table, raw_columns(fcfg)), fcfg)  # writable, Fortran-ordered
+    return (features if keep else None), moments_row(features), table_below_threshold(table, threshold, seed)
 
 
 def _scale_in_place(read: tuple, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -23,9 +23,9 @@ from sklearn.preprocessing import StandardScaler
 
 from mailseg_dist.core.errors import InputDataError
 from mailseg_dist.core.numeric import significant
-from mailseg_dist.core.parquet import parquet_files, parquet_units, read_unit
+from mailseg_dist.core.parquet import parquet_files, parquet_units, read_unit_table, table_columns
 from mailseg_dist.core.progress import compute
-from mailseg_dist.model.features import feature_frame, feature_names, raw_columns
+from mailseg_dist.model.features import feature_frame, feature_matrix, feature_names, raw_columns
 
 _EPS = np.finfo(np.float64).eps
 
@@ -84,16 +84,22 @@ def fit_scaler(ddf, fcfg: dict) -> StandardScaler:
     return scaler_from_moments(n, mean, m2 / n, names)
 
 
-def scale(df: pd.DataFrame, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
-    """Scaled features as a float64 array; same arithmetic as scaler.transform (x - mean_) / scale_."""
-    return (feature_frame(df, fcfg).to_numpy() - scaler.mean_) / scaler.scale_
+def scale(df, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
+    """Scaled features as a Fortran-ordered float64 array; same arithmetic as scaler.transform
+    (x - mean_) / scale_, done in place on `feature_matrix`'s fresh array: a 100,000-row unit in 2.5 ms
+    instead of 14 through a DataFrame and two new arrays. `df`: as feature_matrix's."""
+    features = feature_matrix(df, fcfg)
+    features -= scaler.mean_
+    features /= scaler.scale_
+    return features
 
 
 # --- the scaled matrix, read from Parquet by the workers ---------------------------------------
 
 
 def scaled_unit(unit, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
-    return scale(read_unit(unit, raw_columns(fcfg)), scaler, fcfg)
+    columns = raw_columns(fcfg)
+    return scale(table_columns(read_unit_table(unit, columns), columns), scaler, fcfg)
 
 
 @dataclass(frozen=True)
