@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from mailseg_dist.core.errors import InputDataError
 from mailseg_dist.core.storage import as_location, open_parquet, parquet_metadata
 
@@ -46,10 +44,6 @@ def read_unit_table(unit: tuple[str, int | None, int], columns: list[str]):
     path, group, _ = unit
     with open_parquet(path) as parquet:
         return parquet.read(columns=columns) if group is None else parquet.read_row_group(group, columns=columns)
-
-
-def read_unit(unit: tuple[str, int | None, int], columns: list[str]) -> pd.DataFrame:
-    return read_unit_table(unit, columns).to_pandas()
 
 
 def table_columns(table, columns: list[str]) -> dict:
