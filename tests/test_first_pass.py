@@ -20,7 +20,8 @@ from mailseg_dist.model import first_pass as first_pass_module
 from mailseg_dist.model.features import feature_frame
 from mailseg_dist.model.first_pass import first_pass
 from mailseg_dist.model.prepare import prepare
-from mailseg_dist.model.scaler import fit_scaler, nonempty_units, scaled_from_parquet
+from mailseg_dist.model import scaler as scaler_module
+from mailseg_dist.model.scaler import fit_scaler, nonempty_units, scaled_from_parquet, unit_groups
 
 SEED8 = ["send", "bounce", "open", "click", "Total", "hour", "day_of_week", "engagement_score"]
 FCFG = {"columns": list(SEED8), "log1p": False, "rates": False, "cyclical": False}
@@ -62,12 +63,47 @@ def test_one_read_equals_the_separate_passes_and_sklearn(users_parquet, clean_us
     assert got.data.array.chunks[0] == (200, 200, 200)
 
 
+def test_unit_groups_are_consecutive_bounded_and_cover_every_unit(monkeypatch):
+    units = [("f", i, rows) for i, rows in enumerate([15] * 30 + [400, 15, 15])]
+    groups = unit_groups(units, parts=16)
+    assert [u for g in groups for u in g] == units
+    target = -(-sum(u[2] for u in units) // 16)  # 59 rows: groups of 4 units of 15
+    assert [sum(u[2] for u in g) for g in groups] == [60] * 7 + [30 + 400, 30]
+    monkeypatch.setattr(scaler_module, "GROUP_ROWS", 20)  # the row cap wins over the parts
+    assert [len(g) for g in unit_groups(units, parts=16)] == [2] * 15 + [1, 2] and target > 20
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "client"])
+def test_kept_features_in_groups_of_units_equal_the_unit_blocks_and_sklearn(tmp_path, clean_users, scheduler,
+                                                                            request):
+    """40 row groups of 15 users (and an empty file): the kept features come as blocks of 3 units (45 ≥ 600/16
+    rows), the
+    same rows, scaler and sample as reading unit by unit, and scikit-learn's transform of the same users."""
+    folder = tmp_path / "users"
+    folder.mkdir()
+    clean_users.to_parquet(folder / "part-00000.parquet", index=False, row_group_size=15)
+    clean_users.iloc[0:0].to_parquet(folder / "part-00001.parquet", index=False)
+    client = request.getfixturevalue("dask_client") if scheduler == "client" else "sync"
+    units, columns = nonempty_units(folder), _columns(clean_users)
+    with dask.config.set(scheduler=client):
+        kept = first_pass(folder, units, FCFG, columns, 150, seed=7, keep=True)
+        unit_by_unit = first_pass(folder, units, FCFG, columns, 150, seed=7, keep=False)
+        got, lazy = kept.data.array.compute(), unit_by_unit.data.array.compute()
+    assert len(units) == 40 and kept.data.array.chunks[0] == (45,) * 13 + (15,)
+    assert unit_by_unit.data.array.chunks[0] == (15,) * 40
+    for attr in ("mean_", "var_", "scale_"):
+        np.testing.assert_array_equal(getattr(kept.scaler, attr), getattr(unit_by_unit.scaler, attr))
+    pd.testing.assert_frame_equal(kept.drawn, unit_by_unit.drawn)
+    np.testing.assert_array_equal(got, lazy)
+    np.testing.assert_allclose(got, StandardScaler().fit_transform(clean_users[SEED8]), rtol=1e-9, atol=1e-10)
+
+
 def test_prepare_reads_each_unit_once_and_the_passes_read_none(users_parquet, clean_users, monkeypatch):
     """With the features kept, the fit's only Parquet reads are the first pass's: one per non-empty unit."""
     reads = []
     real = core_parquet.read_unit_table
-    monkeypatch.setattr(first_pass_module, "read_unit_table", lambda unit, cols: reads.append(unit) or real(unit, cols))
-    monkeypatch.setattr("mailseg_dist.model.scaler.read_unit_table", lambda *a: pytest.fail("a pass read Parquet"))
+    monkeypatch.setattr(core_parquet, "read_unit_table", lambda unit, cols: reads.append(unit) or real(unit, cols))
+    monkeypatch.setattr("mailseg_dist.model.scaler.read_group_table", lambda *a: pytest.fail("a pass read Parquet"))
     cfg = load_config(overrides={"model.k": 3, "model.cache_features": True, "features.columns": SEED8})
     with dask.config.set(scheduler="sync"):
         prep = prepare(users_parquet, cfg, None, Stages(), 3)

@@ -46,6 +46,14 @@ def read_unit_table(unit: tuple[str, int | None, int], columns: list[str]):
         return parquet.read(columns=columns) if group is None else parquet.read_row_group(group, columns=columns)
 
 
+def read_group_table(group: list, columns: list[str]):
+    """Consecutive units' `columns` as one pyarrow Table (its columns chunked by unit)."""
+    import pyarrow as pa
+
+    tables = [read_unit_table(unit, columns) for unit in group]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
 def table_columns(table, columns: list[str]) -> dict:
     """NumPy arrays of a Table's `columns`, straight from Arrow: the model's eight feature columns of a
     100,000-row unit take 7.7 ms read this way, 11.2 ms through pandas (the uncached Lloyd passes read

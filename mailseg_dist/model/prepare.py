@@ -98,7 +98,7 @@ def prepare(users_path: Path, cfg: dict, client, clock: Stages, largest_k: int,
             first = first_pass(users_path, units, fcfg, columns, max(start_rows, search_rows), seed, cached)
         scaler, data, drawn = first.scaler, first.data, first.drawn
     else:
-        data = scaled_from_parquet(users_path, scaler, fcfg, units)
+        data = scaled_from_parquet(users_path, scaler, fcfg, units, grouped=cached)
         if cached:
             with clock("cache", "keeping the scaled features in worker memory"):
                 data = data.persist()
