@@ -63,21 +63,26 @@ def test_one_read_equals_the_separate_passes_and_sklearn(users_parquet, clean_us
     assert got.data.array.chunks[0] == (200, 200, 200)
 
 
-def test_unit_groups_are_consecutive_bounded_and_cover_every_unit(monkeypatch):
-    units = [("f", i, rows) for i, rows in enumerate([15] * 30 + [400, 15, 15])]
+@pytest.mark.parametrize("sizes", [[15] * 40, [15] * 30 + [400, 15, 15], [100_000] * 100, [7] * 3])
+def test_unit_groups_are_consecutive_balanced_and_cover_every_unit(sizes):
+    units = [("f", i, rows) for i, rows in enumerate(sizes)]
     groups = unit_groups(units, parts=16)
-    assert [u for g in groups for u in g] == units
-    target = -(-sum(u[2] for u in units) // 16)  # 59 rows: groups of 4 units of 15
-    assert [sum(u[2] for u in g) for g in groups] == [60] * 7 + [30 + 400, 30]
-    monkeypatch.setattr(scaler_module, "GROUP_ROWS", 20)  # the row cap wins over the parts
-    assert [len(g) for g in unit_groups(units, parts=16)] == [2] * 15 + [1, 2] and target > 20
+    assert [u for g in groups for u in g] == units and all(groups)
+    assert len(groups) == min(16, len(units)) or max(sizes) > sum(sizes) / 16
+    share = sum(sizes) / 16  # a group starts at a multiple of the share: it ends before the next one + a unit
+    assert all(sum(u[2] for u in g) < share + max(u[2] for u in g) for g in groups)
+
+
+def test_unit_groups_split_further_above_the_row_cap(monkeypatch):
+    monkeypatch.setattr(scaler_module, "GROUP_ROWS", 100)
+    groups = unit_groups([("f", i, 15) for i in range(40)], parts=2)  # 600 rows: 6 groups, not 2
+    assert [len(g) for g in groups] == [7, 7, 6, 7, 7, 6]
 
 
 @pytest.mark.parametrize("scheduler", ["sync", "client"])
 def test_kept_features_in_groups_of_units_equal_the_unit_blocks_and_sklearn(tmp_path, clean_users, scheduler,
                                                                             request):
-    """40 row groups of 15 users (and an empty file): the kept features come as blocks of 3 units (45 ≥ 600/16
-    rows), the
+    """40 row groups of 15 users (and an empty file): the kept features come as 16 blocks of 3 or 2 units, the
     same rows, scaler and sample as reading unit by unit, and scikit-learn's transform of the same users."""
     folder = tmp_path / "users"
     folder.mkdir()
@@ -89,7 +94,7 @@ def test_kept_features_in_groups_of_units_equal_the_unit_blocks_and_sklearn(tmp_
         kept = first_pass(folder, units, FCFG, columns, 150, seed=7, keep=True)
         unit_by_unit = first_pass(folder, units, FCFG, columns, 150, seed=7, keep=False)
         got, lazy = kept.data.array.compute(), unit_by_unit.data.array.compute()
-    assert len(units) == 40 and kept.data.array.chunks[0] == (45,) * 13 + (15,)
+    assert len(units) == 40 and kept.data.array.chunks[0] == (45, 30) * 8
     assert unit_by_unit.data.array.chunks[0] == (15,) * 40
     for attr in ("mean_", "var_", "scale_"):
         np.testing.assert_array_equal(getattr(kept.scaler, attr), getattr(unit_by_unit.scaler, attr))
