@@ -77,7 +77,7 @@ def feature_matrix(df, fcfg: dict) -> np.ndarray:
     """The model's float64 inputs as one writable Fortran-ordered array (columns in `feature_names` order):
     a column per feature is what the kernels read (model/kernels.py), and the first pass scales it in place.
 
-    `df`: a DataFrame, or a dict of column arrays (core.parquet.read_unit_columns)."""
+    `df`: a DataFrame, or a dict of column arrays (core.parquet.table_columns)."""
     missing = [c for c in raw_columns(fcfg) if c not in df]
     if missing:
         raise UsageError(f"feature columns missing from the users table: {missing}")

@@ -86,8 +86,9 @@ def fit_scaler(ddf, fcfg: dict) -> StandardScaler:
 
 def scale(df, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
     """Scaled features as a Fortran-ordered float64 array; same arithmetic as scaler.transform
-    (x - mean_) / scale_, done in place on `feature_matrix`'s fresh array: a 100,000-row unit in 2.5 ms
-    instead of 14 through a DataFrame and two new arrays. `df`: as feature_matrix's."""
+    (x - mean_) / scale_, done in place on `feature_matrix`'s fresh array: a 100,000-row unit in ~3 ms
+    (feature_matrix's 2.2 ms included) instead of ~14 through a DataFrame and two new arrays.
+    `df`: as feature_matrix's."""
     features = feature_matrix(df, fcfg)
     features -= scaler.mean_
     features /= scaler.scale_
