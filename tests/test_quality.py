@@ -147,7 +147,7 @@ def test_stratified_silhouette_allocation_and_values():
     np.testing.assert_array_equal(again[2], per)  # seeded
 
 
-@pytest.mark.parametrize("block", [7, 1000])
+@pytest.mark.parametrize("block", [7, 32, 1000])
 def test_silhouette_values_equal_sklearns_silhouette_samples(block):
     """Blocks of rows, labels that are not 0..k-1, a point alone in its cluster, and duplicate points
     (a = b = 0) all give sklearn's values."""

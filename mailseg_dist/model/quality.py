@@ -181,32 +181,46 @@ def silhouette_summary(draw: dict | None, labels: np.ndarray, values: np.ndarray
     return overall, by_cluster, per_sample
 
 
-def silhouette_values(x: np.ndarray, labels: np.ndarray, block: int = 1000) -> np.ndarray:
+def silhouette_values(x: np.ndarray, labels: np.ndarray, block: int = 32) -> np.ndarray:
     """sklearn's `silhouette_samples` (Euclidean) of every row, a block of rows at a time: the distances by
     one BLAS product and their per-cluster sums by a second (sklearn adds them up with a bincount per row).
-    5,000 points: 0.26 instead of 0.60 s on one thread; equal to sklearn's within 1e-14."""
+
+    Blocks of 32 rows keep the 32 × n distances (1.3 MB at n = 5,000) in a core's 2 MB L2, worked on in place in
+    two buffers allocated once (fresh ones cost a page fault per 4 kB): 5,000 points take 0.09 s of CPU against
+    0.18-0.22 s with 1,000-row blocks and new temporaries, and 0.60 s in sklearn (one thread). The k search
+    measures nine of them. Equal to sklearn's within 1e-14."""
     x = np.asarray(x, dtype=np.float64)
     codes = np.unique(np.asarray(labels), return_inverse=True)[1].ravel()
     members = np.zeros((len(x), int(codes.max()) + 1))
     members[np.arange(len(x)), codes] = 1.0
-    sizes, norms = members.sum(axis=0), np.einsum("ij,ij->i", x, x)
+    sizes, norms, x_t = members.sum(axis=0), np.einsum("ij,ij->i", x, x), np.ascontiguousarray(x.T)
+    dist, pair = np.empty((min(block, len(x)), len(x))), np.empty((min(block, len(x)), len(x)))
     out = np.empty(len(x))
     for start in range(0, len(x), block):
         rows = np.arange(min(block, len(x) - start))
-        sq = norms[start + rows, None] + norms[None, :] - 2.0 * (x[start + rows] @ x.T)
-        np.maximum(sq, 0.0, out=sq)
-        sq[rows, start + rows] = 0.0  # a point's distance to itself, exactly (as sklearn sets it)
-        sums = np.sqrt(sq) @ members
-        own = codes[start + rows]
-        mates = sizes[own] - 1
-        a = sums[rows, own] / np.maximum(mates, 1)
-        means = sums / sizes
-        means[rows, own] = np.inf
-        b = means.min(axis=1)
-        top = np.maximum(a, b)
-        ok = (mates > 0) & (top > 0)  # a point alone in its cluster, or a = b = 0: 0, as sklearn
-        out[start + rows] = np.where(ok, (b - a) / np.where(ok, top, 1.0), 0.0)
+        cross, both = np.matmul(x[start + rows], x_t, out=dist[: len(rows)]), pair[: len(rows)]
+        np.add.outer(norms[start + rows], norms, out=both)
+        out[start + rows] = _block_silhouettes(both, cross, start, codes, members, sizes)
     return out
+
+
+def _block_silhouettes(norm_sums: np.ndarray, cross: np.ndarray, start: int, codes, members, sizes) -> np.ndarray:
+    """Silhouettes of rows start.. from ‖xᵢ‖² + ‖xⱼ‖² and xᵢ·xⱼ against every row (`cross` is overwritten)."""
+    rows = np.arange(len(cross))
+    cross *= 2.0
+    dist = np.subtract(norm_sums, cross, out=cross)
+    np.maximum(dist, 0.0, out=dist)
+    dist[rows, start + rows] = 0.0  # a point's distance to itself, exactly (as sklearn sets it)
+    sums = np.sqrt(dist, out=dist) @ members
+    own = codes[start + rows]
+    mates = sizes[own] - 1
+    a = sums[rows, own] / np.maximum(mates, 1)
+    means = sums / sizes
+    means[rows, own] = np.inf
+    b = means.min(axis=1)
+    top = np.maximum(a, b)
+    ok = (mates > 0) & (top > 0)  # a point alone in its cluster, or a = b = 0: 0, as sklearn
+    return np.where(ok, (b - a) / np.where(ok, top, 1.0), 0.0)
 
 
 def bootstrap_stability(sample_x: np.ndarray, k: int, reference_centers: np.ndarray, rounds: int, seed: int,
