@@ -66,6 +66,7 @@ from pathlib import Path
 
 import psutil
 from bench_fit import HERE, ROOT, PeakRSS
+import readme_tables  # noqa: E402  the newest results of another size (per-user target)
 
 DEFAULT_ROWS = [212_292, 10_000_000]
 EXCEL_MAX_ROWS = 1_048_575
@@ -92,6 +93,11 @@ TARGETS = [
     {"rows": 10_000_000, "approach": "mailseg_k6", "what": "publish (every output after the model)", "stage": "publish",
      "max_stage_s": 20},
     {"rows": 10_000_000, "approach": "mailseg_auto", "what": "end to end, every output", "max_wall_s": 120},
+    # Against the newest 10M results file (bench/results): seconds per user at 60M over seconds per user at 10M.
+    {"rows": 60_000_000, "approach": "mailseg_auto", "what": "end to end, seconds per user against 10,000,000 users'",
+     "per_user_of": 10_000_000, "max_ratio": 2.5},
+    {"rows": 100_000_000, "approach": "mailseg_k6", "what": "peak memory of the whole process tree",
+     "max_peak_mb": 6 * 1024},
 ]
 VERSIONS = ["mailseg", "pandas", "numpy", "scikit-learn", "scipy", "dask", "distributed", "dask-ml", "pyarrow",
             "openpyxl", "python-calamine", "fastexcel", "xlsxwriter", "rustpy-xlsxwriter", "isal", "psutil"]
@@ -473,6 +479,11 @@ def check_targets(rows: int, results: dict) -> list[dict]:
             seconds = entry["stages"][target["stage"]]
             row.update(measured=seconds, met=seconds <= target["max_stage_s"],
                        factor_to_go=round(seconds / target["max_stage_s"], 2))
+        elif "max_peak_mb" in target:
+            row.update(measured=entry["peak_rss_mb"], met=entry["peak_rss_mb"] <= target["max_peak_mb"],
+                       factor_to_go=round(entry["peak_rss_mb"] / target["max_peak_mb"], 2))
+        elif "per_user_of" in target:
+            row.update(per_user_ratio(rows, entry, target))
         elif "speedup_vs_seed" in entry:
             row.update(measured=entry["speedup_vs_seed"], met=entry["speedup_vs_seed"] >= target["min_speedup_vs_seed"],
                        factor_to_go=round(target["min_speedup_vs_seed"] / entry["speedup_vs_seed"], 2),
@@ -481,6 +492,19 @@ def check_targets(rows: int, results: dict) -> list[dict]:
             row.update(measured=None, met=False, note="the seed approach was not measured")
         out.append(row)
     return out
+
+
+def per_user_ratio(rows: int, entry: dict, target: dict, results_dir: Path = HERE / "results") -> dict:
+    """Seconds per user of `entry` over the same approach's in the newest results file of target["per_user_of"]
+    users: how the time grows beyond proportional."""
+    base = {r["rows"]: r for r in readme_tables.latest_results(results_dir)}.get(target["per_user_of"])
+    other = (base or {}).get("approaches", {}).get(target["approach"], {})
+    if other.get("status") != "ok":
+        return {"measured": None, "met": False, "note": f"no {target['per_user_of']:,}-user run of {target['approach']}"}
+    ratio = (entry["wall_s"] / rows) / (other["wall_s"] / target["per_user_of"])
+    return {"measured": round(ratio, 2), "met": ratio <= target["max_ratio"],
+            "factor_to_go": round(ratio / target["max_ratio"], 2),
+            "against": {"date": base["date"], "commit": base["git"]["commit"][:7], "wall_s": other["wall_s"]}}
 
 
 def bench_size(rows: int, args, workdir: Path) -> dict:

@@ -88,6 +88,14 @@ def target_text(t: dict) -> str:
     label = "`mailseg run --k auto`" if t["approach"] == "mailseg_auto" else "`mailseg run --k 6`"
     if t.get("measured") is None:
         return f"{label} {t['what']}: not measured ({t.get('note', '')})"
+    if "max_peak_mb" in t:
+        verdict = "met" if t["met"] else f"not met, {t['factor_to_go']:.2f}× too much"
+        return f"{label} {t['what']} ≤ {t['max_peak_mb']:,} MB: {t['measured']:,.0f} MB ({verdict})"
+    if "per_user_of" in t:
+        verdict = "met" if t["met"] else f"not met, {t['factor_to_go']:.2f}× too slow"
+        base = t["against"]
+        return (f"{label} {t['what']} ({_s(base['wall_s'])} s on {base['date']}, commit `{base['commit']}`) "
+                f"≤ {t['max_ratio']}×: {t['measured']:.2f}× ({verdict})")
     if "max_wall_s" in t or "max_stage_s" in t:
         verdict = "met" if t["met"] else f"not met, {t['factor_to_go']:.2f}× too slow"
         limit = t.get("max_wall_s", t.get("max_stage_s"))

@@ -66,3 +66,36 @@ def test_a_failure_shows_the_exception_line_and_a_skip_its_reason(tables):
     assert tables.short_reason(tail) == "pkg.KilledWorker: task t died on 4 workers."
     skip = "the notebook reads one Excel sheet, at most 1,048,575 users"
     assert tables.short_reason(skip) == skip
+
+
+@pytest.fixture()
+def e2e(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # bench_e2e imports bench_fit and readme_tables by name
+    spec = importlib.util.spec_from_file_location("bench_e2e", ROOT / "bench" / "bench_e2e.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_60m_target_compares_seconds_per_user_with_the_newest_10m_run(e2e, tables, tmp_path):
+    target = next(t for t in e2e.TARGETS if t.get("per_user_of"))
+    assert (target["rows"], target["per_user_of"], target["max_ratio"]) == (60_000_000, 10_000_000, 2.5)
+    assert e2e.per_user_ratio(60_000_000, {"wall_s": 360.0}, target, tmp_path)["note"].startswith("no 10,000,000")
+    for date, wall in [("2026-01-01", 10.0), ("2026-02-01", 40.0)]:  # the newer 10M run is the reference
+        (tmp_path / f"{date}-10000000.json").write_text(json.dumps({
+            "rows": 10_000_000, "date": date, "git": {"commit": "0123456789"},
+            "approaches": {target["approach"]: {"status": "ok", "wall_s": wall}}}))
+    met = e2e.per_user_ratio(60_000_000, {"wall_s": 360.0}, target, tmp_path)  # 6 µs a user against 4 µs
+    assert (met["measured"], met["met"], met["against"]["wall_s"]) == (1.5, True, 40.0)
+    missed = dict(target, **e2e.per_user_ratio(60_000_000, {"wall_s": 720.0}, target, tmp_path))
+    assert (missed["measured"], missed["met"], missed["factor_to_go"]) == (3.0, False, 1.2)
+    assert tables.target_text(missed).endswith("≤ 2.5×: 3.00× (not met, 1.20× too slow)")
+
+
+def test_the_100m_target_is_the_peak_memory_of_the_process_tree(e2e, tables):
+    runs = {"mailseg_k6": {"status": "ok", "wall_s": 400.0, "peak_rss_mb": 7065.6}}
+    [target] = e2e.check_targets(100_000_000, runs)
+    assert (target["max_peak_mb"], target["met"], target["factor_to_go"]) == (6144, False, 1.15)
+    assert tables.target_text(target).endswith("≤ 6,144 MB: 7,066 MB (not met, 1.15× too much)")
+    [target] = e2e.check_targets(100_000_000, {"mailseg_k6": dict(runs["mailseg_k6"], peak_rss_mb=3583.3)})
+    assert target["met"] and target["measured"] == 3583.3
