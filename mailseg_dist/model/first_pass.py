@@ -30,8 +30,8 @@ from mailseg_dist.core.progress import compute
 from mailseg_dist.inputs.sampling import U_COLUMN, sample_threshold, table_below_threshold
 from mailseg_dist.inputs.schema import ID
 from mailseg_dist.model.features import feature_matrix, feature_names, raw_columns
-from mailseg_dist.model.scaler import (ScaledData, merge_moments, moments_row, scaled_from_parquet, scaler_from_moments,
-                                       unit_groups)
+from mailseg_dist.model.scaler import (ScaledData, chunk_units, merge_moments, moments_row, scaled_from_parquet,
+                                       scaler_from_moments, units_rows)
 
 
 @dataclass
@@ -64,11 +64,11 @@ def first_pass(source, units: list, fcfg: dict, columns: list[str], size: int, s
                keep: bool) -> FirstPass:
     """Scaler, hashed sample of `size` users and scaled features from one read of `units` (no empty ones)
     of the users folder `source`; `columns`: the users-table columns to read (Id first)."""
-    total = sum(unit[2] for unit in units)
+    total = units_rows(units)
     if total == 0:
         raise InputDataError(f"{source}: cannot fit the scaler: the users table has no rows")
     threshold = sample_threshold(size, total, 1.0)
-    groups = unit_groups(units) if keep else [[unit] for unit in units]  # kept: few, larger blocks
+    groups = chunk_units(units, grouped=keep)  # kept: few, larger blocks
     reads = [dask.delayed(_read, pure=True)(g, columns, fcfg, threshold, seed, keep) for g in groups]
     if keep:
         reads = dask.persist(*reads)
@@ -83,6 +83,6 @@ def first_pass(source, units: list, fcfg: dict, columns: list[str], size: int, s
     if keep:
         d = len(scaler.mean_)
         blocks = [da.from_delayed(dask.delayed(_scale_in_place, pure=True)(r, scaler.mean_, scaler.scale_),
-                                  shape=(sum(u[2] for u in g), d), dtype=np.float64) for r, g in zip(reads, groups)]
+                                  shape=(units_rows(g), d), dtype=np.float64) for r, g in zip(reads, groups)]
         data = data.with_array(da.concatenate(blocks, axis=0).persist())
     return FirstPass(scaler, n, drawn if len(drawn) >= min(size, total) else None, data)

@@ -23,7 +23,7 @@ from mailseg_dist.inputs.sampling import draw_sample
 from mailseg_dist.inputs.schema import ID, USER_COLUMNS
 from mailseg_dist.model.features import feature_names, raw_columns
 from mailseg_dist.model.first_pass import first_pass
-from mailseg_dist.model.scaler import ScaledData, nonempty_units, scale, scaled_from_parquet
+from mailseg_dist.model.scaler import ScaledData, nonempty_units, scale, scaled_from_parquet, units_rows
 
 CACHE_SHARE = 0.25  # cache_features: auto keeps the scaled matrix when it needs < 25% of cluster memory
 
@@ -83,7 +83,7 @@ def prepare(users_path: Path, cfg: dict, client, clock: Stages, largest_k: int,
     rows (a hashed sample is ordered by hash: its prefixes are smaller samples)."""
     fcfg, seed = cfg["features"], int(cfg["model"]["seed"])
     units = nonempty_units(users_path)
-    n_rows = sum(unit[2] for unit in units)
+    n_rows = units_rows(units)
     if n_rows == 0:
         raise InputDataError(f"{users_path}: cannot fit the scaler: the users table has no rows")
     if n_rows <= largest_k:

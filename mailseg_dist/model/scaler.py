@@ -112,6 +112,11 @@ def scaled_units(group: list, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
     return scale(table_columns(read_group_table(group, columns), columns), scaler, fcfg)
 
 
+def units_rows(units: list) -> int:
+    """Rows of a list of (path, row group, rows) units."""
+    return sum(unit[2] for unit in units)
+
+
 def unit_groups(units: list, parts: int = GROUP_PARTS) -> list[list]:
     """Consecutive units gathered into `parts` groups of about equal rows (more when a group would pass
     GROUP_ROWS; a unit is never split, so a group holds at least one).
@@ -119,7 +124,7 @@ def unit_groups(units: list, parts: int = GROUP_PARTS) -> list[list]:
     Why: a Lloyd pass is one task per block, and distributed spends ~4 ms on each here (2 cores shared with
     the scheduler): 100 blocks of 100,000 users took 0.38-0.60 s with a kernel that does nothing, against
     ~0.5 s of arithmetic. Used where the features are kept in worker memory, which already bounds a block."""
-    total = sum(unit[2] for unit in units)
+    total = units_rows(units)
     parts = max(parts, -(-total // GROUP_ROWS))
     groups: dict[int, list] = {}
     start = 0
@@ -129,12 +134,19 @@ def unit_groups(units: list, parts: int = GROUP_PARTS) -> list[list]:
     return list(groups.values())
 
 
+def chunk_units(units: list, grouped: bool) -> list[list]:
+    """The units of each chunk of the scaled array: `unit_groups` when `grouped` (features kept in memory),
+    else one unit a chunk."""
+    return unit_groups(units) if grouped else [[unit] for unit in units]
+
+
 @dataclass(frozen=True)
 class ScaledData:
     """Scaled features of every user: a lazy (or persisted) Dask array plus where it comes from."""
 
     array: da.Array                      # n_rows × d float64, one chunk per unit or per group of them
-    units: list                          # (path, row group, rows) per chunk, in array order (no empty ones)
+    units: list                          # (path, row group, rows) in array order (no empty ones); a chunk holds
+                                         # one of them or a group of consecutive ones (chunk_units)
     scaler: StandardScaler
     fcfg: dict
 
@@ -164,9 +176,8 @@ def scaled_from_parquet(users_path: str | Path, scaler: StandardScaler, fcfg: di
     """One chunk per unit, or per `unit_groups` group when `grouped` (features to keep in memory)."""
     units = nonempty_units(users_path) if units is None else units
     d = len(feature_names(fcfg))
-    groups = unit_groups(units) if grouped else [[unit] for unit in units]
     blocks = [da.from_delayed(dask.delayed(scaled_units, pure=True)(group, scaler, fcfg),
-                              shape=(sum(u[2] for u in group), d), dtype=np.float64) for group in groups]
+                              shape=(units_rows(group), d), dtype=np.float64) for group in chunk_units(units, grouped)]
     array = da.concatenate(blocks, axis=0) if blocks else da.zeros((0, d), dtype=np.float64)
     return ScaledData(array, units, scaler, fcfg)
 
