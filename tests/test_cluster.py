@@ -380,7 +380,7 @@ def test_workers_with_other_package_versions_are_refused(tmp_path, small_csv):
 # memory it cannot spill the job never finishes (seen with 2 x 600 MiB on 16M users, while the Parquet reader still
 # pre-buffered). 800 MiB leaves room: 40M users peaked at 587 MiB per worker, 60M at 640 MiB.
 MEM_WORKER_LIMIT_MIB = int(os.environ.get("MAILSEG_MEMTEST_LIMIT_MIB", 800))
-MEM_ROWS = int(os.environ.get("MAILSEG_MEMTEST_ROWS", 40_000_000))  # ~5 min here; 60M was run too: see README
+MEM_ROWS = int(os.environ.get("MAILSEG_MEMTEST_ROWS", 40_000_000))  # ~3-5 min here
 BYTES_PER_ROW = (11 + 8) * 8  # lower bound before the run: clean columns + scaled features, 8 bytes each
 ALL_PAUSED_LIMIT = 120        # seconds with every worker paused: the job is stuck, fail instead of hanging
 
