@@ -109,3 +109,45 @@ def test_reason_is_data_that_survives_json():
 def test_reason_in_spanish():
     k, reason = worded(table(range(2, 11), SEED_INERTIA, SEED_SILHOUETTE), "es", knee_window=1)
     assert k == 7 and reason.startswith("codo de la inercia (Kneedle) en k=6") and "elegida k=7" in reason
+
+
+# Measured k tables (mailseg run --k auto, seed 42 generated users, k = 2..10): the 10M users' search on the
+# default 2M-row hashed sample, and the same search on all 10M rows (selection.search_rows: 1000000000).
+# Their knees are a near tie (distances below the chord, k=5/6: 0.2784/0.2793 and 0.2797/0.2788).
+TEN_M_SAMPLE = {"inertia": [12619621, 10467001, 8612710, 7392872, 6385782, 5678034, 5286653, 4918123, 4620308],
+                "silhouette": [0.4308, 0.3308, 0.3483, 0.2792, 0.2919, 0.3164, 0.3135, 0.3177, 0.3099],
+                "min_share": [0.13263, 0.01317, 0.0132, 0.01273, 0.00196, 0.00193, 0.00067, 0.00066, 0.00065]}
+TEN_M_ALL_ROWS = {"inertia": [63107202, 52395228, 43119118, 37016182, 32069352, 28532354, 26581183, 24742945,
+                              23256291],
+                  "silhouette": [0.4485, 0.3281, 0.3473, 0.2813, 0.2848, 0.3189, 0.3108, 0.3202, 0.3021],
+                  "min_share": [0.13248, 0.01309, 0.01311, 0.01269, 0.00195, 0.00191, 0.00071, 0.00071, 0.00068]}
+
+
+def measured(run: dict) -> list[dict]:
+    rows = table(range(2, 11), run["inertia"], run["silhouette"])
+    for row, share in zip(rows, run["min_share"]):
+        row["sizes"] = [round(share * 100_000), 100_000 - round(share * 100_000)]
+    return rows
+
+
+def test_a_near_tie_of_knees_picks_the_same_k_on_the_sample_and_on_all_rows():
+    ks = list(range(2, 11))
+    # without the tolerance the knee flips with the sample, and so does the chosen k
+    assert (knee(ks, TEN_M_SAMPLE["inertia"]), knee(ks, TEN_M_ALL_ROWS["inertia"])) == (6, 5)
+    assert choose_k(measured(TEN_M_SAMPLE), min_share=0.01, knee_tolerance=0.0)[0] == 5
+    assert choose_k(measured(TEN_M_ALL_ROWS), min_share=0.01, knee_tolerance=0.0)[0] == 4
+    sample, all_rows = (choose_k(measured(run), min_share=0.01) for run in (TEN_M_SAMPLE, TEN_M_ALL_ROWS))
+    assert sample[0] == all_rows[0] == 4
+    assert (sample[1]["knee"], sample[1]["tied"], all_rows[1]["knee"], all_rows[1]["tied"]) == (5, [6], 5, [6])
+    assert "knee (Kneedle) at k=5 (tied with k=6 within 0.01: the smaller k is taken)" in k_reason_text(sample[1], "en")
+    assert "en k=5 (empate con k=6, a menos de 0.01: se toma la k menor)" in k_reason_text(sample[1], "es")
+
+
+def test_the_tolerance_only_merges_near_ties():
+    ks = list(range(2, 11))
+    # the seed's knee (0.2152 against 0.1996 at k=5) is farther apart than the default tolerance
+    assert knee(ks, SEED_INERTIA, 0.01) == 6 and choose_k(table(ks, SEED_INERTIA, SEED_SILHOUETTE))[1]["tied"] == []
+    assert knee(ks, SEED_INERTIA, 0.02) == 5
+    # a tolerance as wide as the whole scale ties every k, so the knee is the first one
+    assert knee(ks, SEED_INERTIA, 1.0) == 2
+    assert knee([2, 3, 4], [5.0, 5.0, 5.0], 0.5) == 2  # flat curve: no knee, the first k

@@ -261,6 +261,7 @@ CONSTRAINTS: dict[str, list] = {
     "selection.silhouette_sample": [_count(2)],
     "selection.silhouette_min_per_cluster": [_count(1)],
     "selection.knee_window": [_count(0)],
+    "selection.knee_tolerance": [Interval(Real, 0, 1, closed="both")],
     "selection.min_segment_share": [Interval(Real, 0, 1, closed="left")],
     "selection.search_rows": [_count(1000)],
     "quality.bootstrap_rounds": [_count(1)],

@@ -190,7 +190,8 @@ def _pick_k(table: list[dict], ks: list[int], search: bool, start, cfg: dict) ->
         return ks[0], {"rule": "update", "k": ks[0]}
     if search:
         scfg = cfg["selection"]
-        return choose_k(table, int(scfg["knee_window"]), float(scfg["min_segment_share"]))
+        return choose_k(table, int(scfg["knee_window"]), float(scfg["min_segment_share"]),
+                        float(scfg["knee_tolerance"]))
     return ks[0], {"rule": "fixed", "k": ks[0]}
 
 

@@ -5,7 +5,14 @@ Rule (documented in the README as well):
 1. Knee of the inertia curve (Kneedle, Satopää et al. 2011): scale k and
    inertia to [0, 1]; the knee is the k whose point lies farthest below the
    chord from the first to the last point, i.e. maximising
-   (1 − k̂) − înertia for a decreasing convex curve (ties → smaller k).
+   (1 − k̂) − înertia for a decreasing convex curve. Distances within
+   `knee_tolerance` (0.01) of the largest count as a tie, and ties go to the
+   smaller k: on data like the seed's the curve has two near-equal knees
+   (212,292 users: k=5 0.2755, k=6 0.2764; 10M users: 0.2797/0.2788 on all
+   rows, 0.2784/0.2793 on the 2M-row hashed sample the k search runs on),
+   and without the tolerance the sample and all rows picked different k
+   (5 and 4). Sampling moved these distances by at most 0.0013; the seed
+   notebook's knee (0.2152 against 0.1996) stays a clear one.
 2. Among the k within ±`knee_window` of the knee (and in the table), drop those
    whose smallest segment holds less than `min_share` of the users (a segment
    too small to act on is usually a handful of outliers, and bootstrap shows it
@@ -36,15 +43,24 @@ def _validated(table: list[dict]) -> list[dict]:
     return rows
 
 
-def knee(ks: list[int], inertia: list[float]) -> int:
-    """Kneedle knee of a decreasing inertia curve (the first k when the curve is flat or too short)."""
+def below_chord(ks: list[int], inertia: list[float]) -> np.ndarray | None:
+    """Kneedle's distance of each point below the chord, k and inertia scaled to [0, 1] (None when the
+    curve is flat or has fewer than 3 points: no knee)."""
     k_arr, y = np.asarray(ks, dtype=np.float64), np.asarray(inertia, dtype=np.float64)
     if len(k_arr) < 3 or y.max() == y.min():
-        return int(ks[0])
+        return None
     x_hat = (k_arr - k_arr.min()) / (k_arr.max() - k_arr.min())
     y_hat = (y - y.min()) / (y.max() - y.min())
-    below_chord = (1.0 - x_hat) - y_hat
-    return int(ks[int(np.argmax(below_chord))])  # argmax: first (smallest k) of ties
+    return (1.0 - x_hat) - y_hat
+
+
+def knee(ks: list[int], inertia: list[float], tolerance: float = 0.0) -> int:
+    """Kneedle knee of a decreasing inertia curve, ks in increasing order: the smallest k whose distance
+    below the chord is within `tolerance` of the largest (the first k when the curve is flat or too short)."""
+    distances = below_chord(ks, inertia)
+    if distances is None:
+        return int(ks[0])
+    return int(ks[int(np.argmax(distances >= distances.max() - tolerance))])  # first True: the smallest k
 
 
 def _silhouette(row: dict) -> float:
@@ -70,20 +86,32 @@ def _actionable(window: list[dict], min_share: float) -> tuple[list[dict], dict,
     return kept, under, True
 
 
-def choose_k(table: list[dict], knee_window: int = 1, min_share: float = 0.0) -> tuple[int, dict]:
+def _tied_with_knee(ks: list[int], inertia: list[float], elbow: int, tolerance: float) -> list[int]:
+    """The other k whose distance below the chord is within `tolerance` of the largest (shown in the reason)."""
+    distances = below_chord(ks, inertia)
+    if distances is None:
+        return []
+    return [k for k, d in zip(ks, distances) if d >= distances.max() - tolerance and k != elbow]
+
+
+def choose_k(table: list[dict], knee_window: int = 1, min_share: float = 0.0,
+             knee_tolerance: float = 0.01) -> tuple[int, dict]:
     """(k, why) from rows {"k", "inertia", "silhouette", "sizes", ...}; see the module docstring.
 
     `why` is data, not prose (rendered in the report's language by `segments.texts.k_reason_text`):
-    rule ("knee" or "no_knee"), knee, window, the silhouettes compared, the k set aside for a segment
-    under `min_share` and whether that guard could be kept, and the k picked.
+    rule ("knee" or "no_knee"), knee, the k tied with it within `knee_tolerance`, window, the silhouettes
+    compared, the k set aside for a segment under `min_share` and whether that guard could be kept, and
+    the k picked.
     """
     rows = _validated(table)
+    ks, inertia = [int(row["k"]) for row in rows], [row["inertia"] for row in rows]
     if len(rows) < 3:
         window, why = rows, {"rule": "no_knee", "candidates": len(rows)}
     else:
-        elbow = knee([int(row["k"]) for row in rows], [row["inertia"] for row in rows])
+        elbow = knee(ks, inertia, knee_tolerance)
         window = [row for row in rows if abs(int(row["k"]) - elbow) <= knee_window]
-        why = {"rule": "knee", "knee": elbow, "window": knee_window}
+        why = {"rule": "knee", "knee": elbow, "tied": _tied_with_knee(ks, inertia, elbow, knee_tolerance),
+               "tolerance": knee_tolerance, "window": knee_window}
     compared = {int(row["k"]): (_silhouette(row) if _silhouette(row) > -math.inf else None) for row in window}
     window, under, guard_kept = _actionable(window, min_share)
     best = max(window, key=lambda row: (_silhouette(row), -int(row["k"])))  # ties → smaller k

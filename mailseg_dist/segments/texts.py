@@ -199,7 +199,8 @@ def pick(pair: dict, lang: str) -> str:
 
 
 K_REASON = {
-    "en": {"no_knee": "{n} candidate(s), no inertia knee", "knee": "inertia knee (Kneedle) at k={k}; silhouettes within ±{w}",
+    "en": {"no_knee": "{n} candidate(s), no inertia knee", "knee": "inertia knee (Kneedle) at k={k}{tied}; silhouettes within ±{w}",
+           "tied": " (tied with k={ks} within {tol:g}: the smaller k is taken)",
            "aside": "; set aside for a segment under {share:.0%} of users: {ks}",
            "guard_lost": "; every k near the knee has a segment under {share:.0%} of users ({ks}): that guard could not be kept",
            "pick": "; picked k={k} (highest silhouette, ties to the smaller k)",
@@ -207,7 +208,8 @@ K_REASON = {
            "update": "k={k} from the previous model (monthly update: each segment keeps its id)",
            "sampled": "; searched on a hashed sample of {n:,} of the {total:,} users (selection.search_rows), "
                       "the chosen k then fitted on all of them"},
-    "es": {"no_knee": "{n} candidata(s), sin codo de inercia", "knee": "codo de la inercia (Kneedle) en k={k}; siluetas a ±{w}",
+    "es": {"no_knee": "{n} candidata(s), sin codo de inercia", "knee": "codo de la inercia (Kneedle) en k={k}{tied}; siluetas a ±{w}",
+           "tied": " (empate con k={ks}, a menos de {tol:g}: se toma la k menor)",
            "aside": "; descartadas por tener un segmento con menos del {share:.0%} de los usuarios: {ks}",
            "guard_lost": "; todas las k cerca del codo tienen un segmento con menos del {share:.0%} de los usuarios "
                          "({ks}): no se pudo respetar ese mínimo",
@@ -219,13 +221,19 @@ K_REASON = {
 }
 
 
+def _tied_text(why: dict, words: dict) -> str:
+    """The k whose knee was within the tolerance of the chosen one (reasons saved before it had none)."""
+    tied = why.get("tied") or []
+    return words["tied"].format(tol=why["tolerance"], ks=", ".join(map(str, tied))) if tied else ""
+
+
 def k_reason_text(why: dict, lang: str) -> str:
     """One sentence, in `lang`, from the structured reason `model.selection.choose_k` (or the fit) returns."""
     words = K_REASON[check_lang(lang)]
     if why["rule"] in ("fixed", "update"):
         return words[why["rule"]].format(k=why["k"])
     head = words["no_knee"].format(n=why["candidates"]) if why["rule"] == "no_knee" else \
-        words["knee"].format(k=why["knee"], w=why["window"])
+        words["knee"].format(k=why["knee"], w=why["window"], tied=_tied_text(why, words))
     compared = ", ".join(f"k={k}: " + ("n/a" if s is None else f"{s:.3f}") for k, s in why["silhouettes"].items())
     under = ", ".join(f"k={k} ({share:.2%})" for k, share in why["under_min_share"].items())
     guard = "" if not under else words["aside" if why["guard_kept"] else "guard_lost"].format(
