@@ -7,6 +7,7 @@ import base64
 import json
 import re
 
+import dask
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from mailseg_dist.core.config import load_config
 from mailseg_dist.inputs.generate import iter_generated
 from mailseg_dist.inputs.sampling import hash_uniform
 from mailseg_dist.model import drift
+from mailseg_dist.model import pair_counts as pair_counts_module
 from mailseg_dist.model.drift import (
     EPSILON,
     drift_block,
@@ -26,6 +28,7 @@ from mailseg_dist.model.drift import (
     transitions,
     verdict,
 )
+from mailseg_dist.model.pair_counts import ABSENT, pair_counts
 
 COLUMNS = ["send", "bounce", "open", "click", "Total", "Comprador", "hour", "day_of_week"]
 BANDS = {"psi_watch": 0.1, "psi_act": 0.25}
@@ -191,15 +194,18 @@ def merged_counts(before: pd.DataFrame, now: pd.DataFrame) -> tuple[pd.DataFrame
 def test_transitions_equal_a_pandas_merge_of_the_two_months(two_months, dask_client, monkeypatch):
     before, now, first, second = two_months
     computed = []
-    real = drift.compute
+    real = pair_counts_module.compute
 
     def spy(*collections):
-        computed.extend(type(c).__name__ for c in collections)
-        return real(*collections)
+        values = real(*collections)
+        computed.append(values)
+        return values
 
-    monkeypatch.setattr(drift, "compute", spy)
+    monkeypatch.setattr(pair_counts_module, "compute", spy)
     result = transitions(first, second)
-    assert computed == ["Series"]  # one compute, of the pair counts: never the months themselves
+    # one compute, of the pair counts per bucket: never the months themselves
+    assert len(computed) == 1 and len(computed[0]) == 2 * sum(dask_client.nthreads().values())  # 2 per thread
+    assert all(isinstance(counts, dict) and len(counts) <= 5 * 5 for counts in computed[0])
     table, new, gone = merged_counts(before, now)
     table = table.reindex(index=result["clusters"], columns=result["clusters"], fill_value=0)
     assert result["counts"] == table.to_numpy().tolist()
@@ -225,6 +231,21 @@ def test_transitions_from_dask_frames_and_ids_read_as_text(two_months, dask_clie
     assert frames["counts"] == table.reindex(index=frames["clusters"], columns=frames["clusters"],
                                              fill_value=0).to_numpy().tolist()
     assert (frames["new"], frames["gone"]) == (new, gone)
+
+
+@pytest.mark.parametrize("buckets", [1, 3, 16])
+def test_pair_counts_equal_a_pandas_outer_merge_for_any_bucket_count(two_months, buckets):
+    before, now, _, _ = two_months
+    both = before[["Id", "cluster"]].merge(now[["Id", "cluster"]], on="Id", how="outer", suffixes=("_prev", "_now"))
+    expected = both.fillna(ABSENT).astype("int64").groupby(["cluster_prev", "cluster_now"]).size()
+    expected = {(int(a), int(b)): int(n) for (a, b), n in expected.items()}
+    with dask.config.set(scheduler="sync"):
+        counted = pair_counts(split_with_empty(before[["Id", "cluster"]]), split_with_empty(now[["Id", "cluster"]], 7),
+                              buckets)
+        as_text = pair_counts(split_with_empty(before[["Id", "cluster"]].astype({"Id": str})),
+                              split_with_empty(now[["Id", "cluster"]]), buckets)
+    assert counted == expected == as_text
+    assert sum(counted.values()) == len(both) and (ABSENT, ABSENT) not in counted
 
 
 # ---------------------------------------------------------------- the block and the outputs

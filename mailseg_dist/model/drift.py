@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from mailseg_dist.core.parquet import parquet_files
-from mailseg_dist.core.progress import compute
 from mailseg_dist.inputs.schema import ID
+from mailseg_dist.model.pair_counts import pair_counts
 
 # A bin (or segment) empty in one month counts as this proportion, so ln(p_now / p_ref) stays finite.
 # Reference bins are never empty (see `drift_reference`): the floor only applies to the new month,
@@ -206,8 +206,8 @@ def _labels(users) -> dd.DataFrame:
 def transitions(previous_users, users) -> dict:
     """Who moved from which segment to which, between two months' per-user results.
 
-    Runs on the workers: only Id and cluster are read, the months outer-merged on Id (unique
-    within a month, as the clean layer keeps them) and the pairs counted there; only the
+    Runs on the workers: only Id and cluster are read, both months split by a hash of the Id and
+    each bucket matched on Id there (`model.pair_counts`, no shuffle of the months); only the
     counts per (previous, new) pair come back to the client.
 
     Returns
@@ -218,15 +218,7 @@ def transitions(previous_users, users) -> dict:
         ``movers``, ``common`` (in both months), ``new`` (only now), ``gone`` (only before),
         ``new_by_cluster``, ``gone_by_cluster`` (aligned with ``clusters``).
     """
-    prev = _labels(previous_users).rename(columns={"cluster": "cluster_prev"})
-    now = _labels(users).rename(columns={"cluster": "cluster_now"})
-    if prev[ID].dtype != now[ID].dtype:  # an Id read as text one month and as a number the other
-        prev, now = prev.astype({ID: "string"}), now.astype({ID: "string"})
-    pairs = prev.merge(now, on=ID, how="outer")
-    pairs = pairs.assign(cluster_prev=pairs["cluster_prev"].fillna(-1).astype("int64"),
-                         cluster_now=pairs["cluster_now"].fillna(-1).astype("int64"))
-    (sizes,) = compute(pairs.groupby(["cluster_prev", "cluster_now"]).size())
-    sizes = {(int(a), int(b)): int(n) for (a, b), n in sizes.items()}
+    sizes = pair_counts(_labels(previous_users), _labels(users))
     clusters = sorted({c for pair in sizes for c in pair if c >= 0})
     counts = np.array([[sizes.get((a, b), 0) for b in clusters] for a in clusters], np.int64).reshape(len(clusters), -1)
     totals = counts.sum(axis=1, keepdims=True)
