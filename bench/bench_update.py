@@ -2,7 +2,7 @@
 
     python bench/bench_update.py                      # 200,000 users a month -> bench/results/update_200000.json
     python bench/bench_update.py --rows 1000000       # on request
-    python bench/bench_update.py --readme [--rows N]  # print the README table from that results file
+    python bench/bench_update.py --readme             # README.md's table from bench/results/update_<rows>.json
 
 The months. A pool of seed-like users is drawn with the generator's own code
 (inputs.generate, with each row's true segment, which the public `generate` does
@@ -59,6 +59,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
+START, END = "<!-- bench:update:start -->", "<!-- bench:update:end -->"
 MODES = ("refit", "blend")
 SERIES = ("gradual", "sudden")
 MONTHS = 6
@@ -462,22 +463,44 @@ def readme_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def results_files() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("update_*.json")) if p.stem[7:].isdigit()]
+
+
+def render(results: list[dict]) -> str:
+    """README's table: the smallest size measured (200,000 users a month by default)."""
+    return readme_table(min(results, key=lambda r: r["rows"])) + "\n"
+
+
+def readme_block(text: str) -> str:
+    sys.path.insert(0, str(HERE))
+    import readme_tables
+
+    return readme_tables.readme_block(text, START, END)
+
+
+def write_readme() -> None:
+    sys.path.insert(0, str(HERE))
+    import readme_tables
+
+    readme_tables.write_block(render(results_files()), START, END)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000, help="users a month (default 200,000)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default /tmp/mailseg_bench_update_ROWS)")
-    parser.add_argument("--readme", action="store_true", help="print the README table of bench/results/update_ROWS.json")
+    parser.add_argument("--readme", action="store_true", help="only rewrite README.md's table from bench/results")
     args = parser.parse_args()
     path = RESULTS / f"update_{args.rows}.json"
-    if args.readme:
-        print(readme_table(json.loads(path.read_text())))
-        return
-    result = measure(args.rows, args.seed, args.work or Path(f"/tmp/mailseg_bench_update_{args.rows}"))
-    RESULTS.mkdir(exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {path}")
-    print(readme_table(result))
+    if not args.readme:
+        result = measure(args.rows, args.seed, args.work or Path(f"/tmp/mailseg_bench_update_{args.rows}"))
+        RESULTS.mkdir(exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {path}")
+        print(readme_table(result))
+    write_readme()
 
 
 if __name__ == "__main__":

@@ -48,10 +48,11 @@ def test_replace_block_keeps_the_text_around_the_markers(tables):
 
 
 @pytest.mark.parametrize("script, issue", [("bench_update_cost", 13), ("bench_view", 15), ("bench_events", 14),
-                                           ("bench_xlsx", 12), ("bench_fit", 12)])
+                                           ("bench_xlsx", 12), ("bench_fit", 12), ("bench_features", 12),
+                                           ("bench_update", 13)])
 def test_each_bench_block_in_the_readme_matches_its_results(script, issue):
-    """README's update-against-refit (issue 13), viewer (15), event-log (14), workbook-writer and fit (12) tables come
-    from bench/results."""
+    """README's update-against-refit (issue 13), viewer (15), event-log (14), workbook-writer, fit and feature-option
+    (12: the k auto picks moves with the selection rule) tables come from bench/results."""
     spec = importlib.util.spec_from_file_location(script, ROOT / "bench" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
