@@ -4,8 +4,12 @@ transitions equal to a pandas merge of two months' labels, and the "what changed
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import re
+import shutil
+import subprocess
+import time
 
 import dask
 import matplotlib.image as mpimg
@@ -389,3 +393,92 @@ def test_workbook_sheet_changes_holds_the_same_tables(tmp_path, halves, users_pa
     months = flat.index("Share of each segment by month")
     assert [r[0] for r in rows[months + 2:months + 5]] == ["2026-01", "2026-02", "2026-03"]
     assert rows[months + 4][2:5] == (0.42, 0.3, 0.28)
+
+
+def _workbook_inputs(tmp_path, users_parquet):
+    from test_export import fake_result
+
+    from mailseg_dist.outputs.export import scored_users, write_user_results
+    from mailseg_dist.segments.profiles import segment_profiles
+    from mailseg_dist.segments.recommend import segment_table
+
+    base = load_config()
+    cfg = {**base, "report": {**base["report"], "lang": "en", "excel_max_rows": 100}}
+    result = fake_result(make_clean_users(), cfg, k=3)
+    table = segment_table(segment_profiles(scored_users(users_parquet, result, cfg), 3), cfg, "en")
+    return write_user_results(users_parquet, tmp_path, result, table, cfg, "en"), table, result.k_table, cfg
+
+
+def _sheets(path) -> dict:
+    import openpyxl
+
+    wb = openpyxl.load_workbook(path)
+    return {name: list(wb[name].iter_rows(values_only=True)) for name in wb.sheetnames}
+
+
+def test_the_workbook_task_streams_clusters_then_waits_for_the_changes(tmp_path, halves, users_parquet,
+                                                                       dask_client):
+    """An update starts its workbook before the drift exists: the task writes sheet Clusters, then takes the
+    changes the client sends through a ChangesChannel; the workbook equals one written with them up front."""
+    import zipfile
+
+    from mailseg_dist.outputs.later_changes import ChangesChannel
+    from mailseg_dist.outputs.workbook import write_results_xlsx, write_workbook_task
+
+    out, table, k_table, cfg = _workbook_inputs(tmp_path, users_parquet)
+    changes = make_changes(*halves, "en", with_transitions=TRANSITIONS)
+    direct = write_results_xlsx(out, tmp_path / "direct.xlsx", table, k_table, cfg, "en", changes=changes)
+    channel = ChangesChannel(dask_client)
+    task = dask_client.submit(write_workbook_task, out, tmp_path / "later.xlsx", table, k_table, cfg, "en",
+                              changes=channel.later, pure=False)
+    time.sleep(1.0)
+    assert not task.done() and list(tmp_path.glob(".later.xlsx*"))  # started, waiting: nothing was sent yet
+    channel.send(changes)
+    later = task.result(timeout=60)
+    channel.close(workbook_done=task.done())
+    assert _sheets(later) == _sheets(direct) and "Changes" in _sheets(later)
+    with zipfile.ZipFile(later) as package:
+        assert package.namelist()[0] == "xl/worksheets/sheet1.xml"  # Clusters first, the rest after the drift
+    if shutil.which("soffice"):  # .ci/run installs it: LibreOffice reads the reordered package's last sheet
+        subprocess.run(["soffice", "--headless", "--norestore", f"-env:UserInstallation=file://{tmp_path}/lo",
+                        "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,4",
+                        "--outdir", str(tmp_path), str(later)], check=True, capture_output=True, timeout=300)
+        rows = list(csv.reader(open(tmp_path / "later-Changes.csv", encoding="utf-8", newline="")))
+        assert rows[0][0] == _sheets(later)["Changes"][0][0]
+
+
+def test_a_workbook_task_whose_drift_never_comes_stops(tmp_path, users_parquet, dask_client):
+    from mailseg_dist.outputs.later_changes import ChangesChannel, DriftFailed
+    from mailseg_dist.outputs.workbook import write_workbook_task
+
+    out, table, k_table, cfg = _workbook_inputs(tmp_path, users_parquet)
+    channel = ChangesChannel(dask_client)
+    task = dask_client.submit(write_workbook_task, out, tmp_path / "r.xlsx", table, k_table, cfg, "en",
+                              changes=channel.later, pure=False)
+    channel.close(workbook_done=False)  # publish failed before its drift: the task is told, not left waiting
+    with pytest.raises(DriftFailed, match="stopped before its drift was measured"):
+        task.result(timeout=60)
+    assert not (tmp_path / "r.xlsx").exists() and not list(tmp_path.glob(".r.xlsx*"))
+
+
+def test_splice_rows_first_refuses_a_final_frame_whose_big_part_changed(tmp_path):
+    import io
+    import zipfile
+
+    from mailseg_dist.outputs.xlsx_package import splice_rows_first
+
+    def frame(sheet: bytes) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as package:
+            package.writestr("sheet.xml", sheet)
+            package.writestr("other.xml", b"<other/>")
+        return buffer.getvalue()
+
+    sheet = b'<worksheet><dimension ref="A1"/><sheetData></sheetData></worksheet>'
+    splice_rows_first(frame(sheet), tmp_path / "ok.zip", "sheet.xml", [b"<row/>"], "A1:B2", lambda: frame(sheet))
+    with zipfile.ZipFile(tmp_path / "ok.zip") as package:
+        assert package.namelist() == ["sheet.xml", "other.xml"]
+        assert package.read("sheet.xml") == b'<worksheet><dimension ref="A1:B2"/><sheetData><row/></sheetData></worksheet>'
+    with pytest.raises(ValueError, match="part sheet.xml differs once the other sheets are added"):
+        splice_rows_first(frame(sheet), tmp_path / "bad.zip", "sheet.xml", [], "A1",
+                          lambda: frame(sheet.replace(b"A1", b"B9")))

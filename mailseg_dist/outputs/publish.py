@@ -2,8 +2,10 @@
 
 Order matters (names need profiles, profiles need every user's cluster):
 `describe_segments`: per-user scores (lazy) → profiles → segment table (names, levels, actions);
-`publish`: workbook (one worker task, in the background, from the users layer) → per-user Parquet (workers)
-with the figures drawn beside them on the client → model files → report. Every file is written atomically.
+`publish`: workbook (one worker task, in the background, from the users layer; an update's Cambios sheet
+reaches it through a ChangesChannel once the drift is measured) → per-user Parquet (workers) with the
+figures drawn beside them on the client → drift (update) → model files → report. Every file is written
+atomically.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mailseg_dist.model.model_files import write_model_files
 from mailseg_dist.outputs.changes import change_figures
 from mailseg_dist.outputs.export import scored_users, user_scoring, write_user_results
 from mailseg_dist.outputs.figures import make_all_figures
+from mailseg_dist.outputs.later_changes import ChangesChannel
 from mailseg_dist.outputs.report import report_context, write_report
 from mailseg_dist.outputs.segment_files import save_segment_table
 from mailseg_dist.outputs.workbook import cancelled_on_error, write_workbook_task
@@ -49,7 +52,7 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
     figures, report section and workbook sheet. It may be a function of the new per-user results folder
     that computes that block: the transitions then read each user's segment from those results instead of
     scoring every user once more (at 10M users the drift stage scored them all again)."""
-    out, lang, stage = as_location(out_dir), cfg["report"]["lang"], Stages("publish ")
+    out, lang = as_location(out_dir), cfg["report"]["lang"]
     users, xlsx = manifest["users_path"], out / XLSX_NAME
     scoring = user_scoring(users, result, table, cfg, lang)
 
@@ -60,7 +63,20 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
                              k_reason_text(result.k_reason, lang), changes=changes_block, scoring=scoring,
                              sample_rows=(result.k_reason or {}).get("search_rows"), pure=False)
 
-    workbook = None if callable(changes) else start_workbook(changes)
+    channel = ChangesChannel(client) if callable(changes) else None  # an update: Cambios waits for the drift
+    workbook = start_workbook(channel.later if channel else changes)
+    try:
+        return _outputs(result, manifest, table, cfg, out, changes, channel, workbook, scoring)
+    finally:
+        if channel is not None:
+            channel.close(workbook_done=workbook.done())
+
+
+def _outputs(result, manifest: dict, table: pd.DataFrame, cfg: dict, out, changes, channel, workbook,
+             scoring) -> dict:
+    """publish's outputs once the workbook task is started: per-user results with the figures beside them,
+    the drift of an update (handed to the workbook through `channel`), model files, report."""
+    lang, stage, users, xlsx = cfg["report"]["lang"], Stages("publish "), manifest["users_path"], out / XLSX_NAME
     with ThreadPoolExecutor(1, thread_name_prefix="mailseg-figures") as drawing:
         # The figures need only the model and the segment table: the client draws them while the workers
         # write the per-user results (one after the other: 1.6 + 3.3 s at 212,292 users on a slow machine).
@@ -70,10 +86,10 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
             results_dir = write_user_results(users, out, result, table, cfg, lang, scoring=scoring)
         with stage("figures", "finishing the figures"):
             figures = figures.result()
-    if callable(changes):  # the Cambios sheet needs the drift, which needs the new results
-        with stage("drift", "measuring what changed since the previous version"):
+    if channel is not None:  # the Cambios sheet needs the drift, which needs the new results
+        with stage("drift", "measuring what changed since the previous version"), cancelled_on_error(workbook):
             changes = changes(results_dir)
-        workbook = start_workbook(changes)
+        channel.send(changes)
     meta = {"seed": cfg["model"]["seed"], "month": manifest["month"], "input": manifest["source"],
             "input_sha256": manifest["sha256"], "rows_kept": manifest["rows_kept"]}
     with stage("model_files", "writing the model, scaler and segment files"):

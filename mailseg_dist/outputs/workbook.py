@@ -14,6 +14,7 @@ str, is a text cell, so a value such as "=1+1" or "@x" stays text, never a formu
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from mailseg_dist.inputs.sampling import hash_uniform
 from mailseg_dist.inputs.schema import ID
 from mailseg_dist.outputs.export import RESULT_COLUMNS, UserScoring
 from mailseg_dist.outputs.sheet_xml import dimension, rows_xml
-from mailseg_dist.outputs.xlsx_package import splice_rows
+from mailseg_dist.outputs.later_changes import LaterChanges
+from mailseg_dist.outputs.xlsx_package import splice_rows, splice_rows_first
 from mailseg_dist.segments.profiles import population
 from mailseg_dist.segments.texts import (
     POPULATION,
@@ -212,10 +214,12 @@ def _frame(sheets: list, options: dict, lang: str) -> bytes:
 
 
 def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_table: list[dict], cfg: dict,
-                       lang: str = "es", k_reason: str | None = None, changes: dict | None = None,
-                       scoring: UserScoring | None = None, sample_rows: int | None = None) -> Path:
+                       lang: str = "es", k_reason: str | None = None,
+                       changes: dict | LaterChanges | None = None, scoring: UserScoring | None = None,
+                       sample_rows: int | None = None) -> Path:
     """Sheets Clusters, Recomendaciones, Eleccion_k (and Cambios / Changes for an update's `changes`, see
-    outputs.changes); streamed with bounded memory; returns the path.
+    outputs.changes; a LaterChanges is asked for them once sheet Clusters is written); streamed with
+    bounded memory; returns the path.
 
     Sheet Clusters is read from the per-user results at `results_path`, or, with `scoring`
     (export.user_scoring), computed from the users layer it names, with the same code that writes those
@@ -244,16 +248,29 @@ def write_results_xlsx(results_path, xlsx_path, segment_table: pd.DataFrame, k_t
     sheets = [("Clusters", pa.schema([pa.field(c, pa.string()) for c in RESULT_COLUMNS]).empty_table()),
               ("Recomendaciones", _segments_rows(segment_table, lang)),
               ("Eleccion_k", _k_rows(k_table, len(segment_table), k_reason, lang, sample_rows))]
-    if changes:  # an update: what changed since the parent version (imported here: export stays light)
-        from mailseg_dist.outputs.changes import add_changes_sheet
-
-        add_changes_sheet(sheets, options, changes, lang)
-    frame = _frame(sheets, options, lang)
+    later = changes if isinstance(changes, LaterChanges) else None
+    frame = _frame(sheets, options, lang) if later else _frame_with_changes(sheets, options, changes, lang)
     cut = _sample_cut(files, size, seed) if sampled else None
     rows = _sheet_rows(_users_sheet(files, cut, size, seed, scoring), header_rows + 1, size)
+    cells = dimension(len(RESULT_COLUMNS), header_rows + size)
     with atomic_path(xlsx_path, suffix=".xlsx") as tmp:
-        splice_rows(frame, tmp, CLUSTERS_PART, rows, dimension(len(RESULT_COLUMNS), header_rows + size))
+        if later:  # sheet Clusters first, while the client measures the drift the Cambios sheet shows
+            splice_rows_first(frame, tmp, CLUSTERS_PART, rows, cells,
+                              lambda: _frame_with_changes(sheets, options, later.get(), lang))
+        else:
+            splice_rows(frame, tmp, CLUSTERS_PART, rows, cells)
     return as_location(xlsx_path)
+
+
+def _frame_with_changes(sheets: list, options: dict, changes: dict | None, lang: str) -> bytes:
+    """The frame, with sheet Cambios / Changes when an update's `changes` are given (imported here: export
+    stays light)."""
+    if changes:
+        from mailseg_dist.outputs.changes import add_changes_sheet
+
+        sheets, options = list(sheets), copy.deepcopy(options)
+        add_changes_sheet(sheets, options, changes, lang)
+    return _frame(sheets, options, lang)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from isal import isal_zlib
 
@@ -98,9 +98,7 @@ def splice_rows(frame: bytes, out_path: Path, part: str, rows: Iterable[bytes], 
     """Write to `out_path` the package `frame` (an .xlsx's bytes) with `rows` (<row> elements' XML) added at
     the end of the worksheet `part` (e.g. "xl/worksheets/sheet1.xml"), whose dimension becomes `dimension`."""
     with zipfile.ZipFile(io.BytesIO(frame)) as source, open(out_path, "wb") as handle:
-        names = source.namelist()
-        if part not in names:
-            raise ValueError(f"workbook frame: no part {part} (found {names})")
+        _part(source, part)  # present, or a clear error before anything is written
         writer = _ZipWriter(handle)
         for info in source.infolist():
             data = source.read(info)
@@ -110,6 +108,33 @@ def splice_rows(frame: bytes, out_path: Path, part: str, rows: Iterable[bytes], 
             head, tail = _sheet_parts(data, dimension)
             writer.add(info, _chained(head, rows, tail), rows_deflater())
         writer.close()
+
+
+def splice_rows_first(frame: bytes, out_path: Path, part: str, rows: Iterable[bytes], dimension: str,
+                      final_frame: Callable[[], bytes]) -> None:
+    """As splice_rows, but the package's other parts come from `final_frame()`, called only once the rows
+    are written (they go first in the file; part order is free in a zip): a workbook whose small sheets are
+    known later (an update's Cambios, which needs the drift) streams its big sheet meanwhile. `part` must
+    be the same in `frame` and in the final frame."""
+    with zipfile.ZipFile(io.BytesIO(frame)) as source:
+        info, data = _part(source, part)
+    head, tail = _sheet_parts(data, dimension)
+    with open(out_path, "wb") as handle:
+        writer = _ZipWriter(handle)
+        writer.add(info, _chained(head, rows, tail), rows_deflater())
+        with zipfile.ZipFile(io.BytesIO(final_frame())) as source:
+            if _part(source, part)[1] != data:
+                raise ValueError(f"workbook frame: part {part} differs once the other sheets are added")
+            for other in source.infolist():
+                if other.filename != part:
+                    writer.add(other, [source.read(other)], _part_deflater())
+        writer.close()
+
+
+def _part(source: zipfile.ZipFile, part: str) -> tuple[zipfile.ZipInfo, bytes]:
+    if part not in source.namelist():
+        raise ValueError(f"workbook frame: no part {part} (found {source.namelist()})")
+    return source.getinfo(part), source.read(part)
 
 
 def _chained(head: bytes, rows: Iterable[bytes], tail: bytes):
