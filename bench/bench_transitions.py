@@ -7,7 +7,8 @@ generated once in bench/.work/transitions_<rows>/: month 2 keeps 95% of month 1'
 another order, 20% of them in another segment) and adds 5% new ones. In one LocalCluster of
 2 workers × 1 thread, `repeat` times each, alternated: `merge` (what `drift.transitions` did
 until then: `dd.merge(how="outer")` on Id, then a groupby size) and `pair_counts` (hash buckets
-matched on the workers). Both counts must be equal. Results: bench/results/transitions_<rows>.json.
+matched on the workers, as many as `drift.transitions` uses). Both counts must be equal.
+Results: bench/results/transitions_<rows>.json.
 """
 
 from __future__ import annotations
@@ -70,12 +71,10 @@ def merge_counts(before: Path, now: Path) -> dict:
 
 
 def bucket_counts(before: Path, now: Path) -> dict:
-    import dask.dataframe as dd
+    """What drift.transitions runs: buckets sized to the months (pair_counts.default_buckets)."""
+    from mailseg_dist.model.pair_counts import months_pair_counts
 
-    from mailseg_dist.model.pair_counts import pair_counts
-
-    return pair_counts(dd.read_parquet(str(before), columns=["Id", "cluster"]),
-                       dd.read_parquet(str(now), columns=["Id", "cluster"]))
+    return months_pair_counts(before, now)
 
 
 def main() -> None:
@@ -94,6 +93,9 @@ def main() -> None:
     load_start = load()
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
             Client(cluster) as client, dask.config.set(scheduler=client):
+        from mailseg_dist.model.pair_counts import default_buckets
+
+        buckets = default_buckets(args.rows)
         for rep in range(args.repeat):
             for name in (list(approaches) if rep % 2 == 0 else list(approaches)[::-1]):
                 start = time.perf_counter()
@@ -105,7 +107,7 @@ def main() -> None:
     medians = {name: statistics.median(t) for name, t in times.items()}
     record = {"rows": args.rows, "date": time.strftime("%Y-%m-%d"), "git": {"commit": git("rev-parse", "HEAD")},
               "machine": {**machine(), "load_at_start": load_start, "load_at_end": load()}, "versions": versions(),
-              "cluster": "LocalCluster 2 workers x 1 thread", "repeat": args.repeat, "runs_s": times,
+              "cluster": "LocalCluster 2 workers x 1 thread", "buckets": buckets, "repeat": args.repeat, "runs_s": times,
               "median_s": medians, "pair_counts_vs_merge": round(medians["pair_counts"] / medians["merge"], 3),
               "users_in_both": sum(n for (a, b), n in counts["merge"].items() if a >= 0 and b >= 0)}
     out = HERE / "results" / f"transitions_{args.rows}.json"

@@ -252,6 +252,27 @@ def test_pair_counts_equal_a_pandas_outer_merge_for_any_bucket_count(two_months,
     assert sum(counted.values()) == len(both) and (ABSENT, ABSENT) not in counted
 
 
+def test_an_id_repeated_within_a_month_is_an_input_error_naming_the_month(two_months):
+    from mailseg_dist.core.errors import InputDataError
+
+    before, now, _, _ = two_months
+    repeated = pd.concat([now[["Id", "cluster"]], now[["Id", "cluster"]].iloc[[5]]])
+    with dask.config.set(scheduler="sync"), pytest.raises(InputDataError) as error:
+        pair_counts(split_with_empty(before[["Id", "cluster"]]), split_with_empty(repeated), 3)
+    assert str(error.value) == (f"the new month: Id {now['Id'].iloc[5]!r} appears more than once; months are "
+                                "matched on Id, which must be unique within a month")
+    assert error.value.exit_code == 3
+
+
+def test_bucket_count_follows_the_threads_and_the_size_of_the_months(dask_client):
+    from mailseg_dist.model.pair_counts import BUCKET_ROWS, default_buckets
+
+    threads = sum(dask_client.nthreads().values())
+    assert default_buckets() == 2 * threads  # small months: two buckets per thread
+    assert default_buckets(40 * BUCKET_ROWS) == 40  # large ones: no bucket over BUCKET_ROWS users a month
+    assert default_buckets(40 * BUCKET_ROWS + 1) == 41
+
+
 # ---------------------------------------------------------------- the block and the outputs
 def make_changes(month1: pd.DataFrame, month2: pd.DataFrame, lang: str = "es", with_transitions=None) -> dict:
     """A drift block + months as an update would hand it to publish (hand-made segment states)."""
@@ -431,11 +452,13 @@ def test_the_workbook_task_streams_clusters_then_waits_for_the_changes(tmp_path,
     channel = ChangesChannel(dask_client)
     task = dask_client.submit(write_workbook_task, out, tmp_path / "later.xlsx", table, k_table, cfg, "en",
                               changes=channel.later, pure=False)
-    time.sleep(1.0)
-    assert not task.done() and list(tmp_path.glob(".later.xlsx*"))  # started, waiting: nothing was sent yet
+    assert _eventually(lambda: list(tmp_path.glob(".later.xlsx*")))  # the task started writing the workbook
+    time.sleep(0.5)
+    assert not task.done()  # and waits: nothing was sent yet
     channel.send(changes)
     later = task.result(timeout=60)
-    channel.close(workbook_done=task.done())
+    channel.close(task)
+    assert channel.variable.name not in _variable_names(dask_client)  # done with: deleted
     assert _sheets(later) == _sheets(direct) and "Changes" in _sheets(later)
     with zipfile.ZipFile(later) as package:
         assert package.namelist()[0] == "xl/worksheets/sheet1.xml"  # Clusters first, the rest after the drift
@@ -455,10 +478,41 @@ def test_a_workbook_task_whose_drift_never_comes_stops(tmp_path, users_parquet, 
     channel = ChangesChannel(dask_client)
     task = dask_client.submit(write_workbook_task, out, tmp_path / "r.xlsx", table, k_table, cfg, "en",
                               changes=channel.later, pure=False)
-    channel.close(workbook_done=False)  # publish failed before its drift: the task is told, not left waiting
+    channel.close(task)  # publish failed before its drift: the task is told, not left waiting
     with pytest.raises(DriftFailed, match="stopped before its drift was measured"):
         task.result(timeout=60)
     assert not (tmp_path / "r.xlsx").exists() and not list(tmp_path.glob(".r.xlsx*"))
+
+
+def test_a_cancelled_workbook_task_still_learns_that_the_drift_failed(tmp_path, users_parquet, dask_client):
+    """publish cancels the workbook when the drift fails, but a seceded task keeps running: the Variable it
+    will read must stay (a get() on a deleted one waits an hour) and hold the failure, so the task ends."""
+    from mailseg_dist.outputs.later_changes import ChangesChannel
+    from mailseg_dist.outputs.workbook import write_workbook_task
+
+    out, table, k_table, cfg = _workbook_inputs(tmp_path, users_parquet)
+    channel = ChangesChannel(dask_client)
+    task = dask_client.submit(write_workbook_task, out, tmp_path / "r.xlsx", table, k_table, cfg, "en",
+                              changes=channel.later, pure=False)
+    assert _eventually(lambda: list(tmp_path.glob(".r.xlsx*")))  # running
+    task.cancel()
+    channel.close(task)
+    assert channel.variable.name in _variable_names(dask_client)  # kept for the running task
+    assert _eventually(lambda: not list(tmp_path.glob(".r.xlsx*")))  # which stopped and removed its file
+    assert not (tmp_path / "r.xlsx").exists()
+
+
+def _eventually(condition, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _variable_names(client) -> set:
+    return set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.extensions["variables"].variables)))
 
 
 def test_splice_rows_first_refuses_a_final_frame_whose_big_part_changed(tmp_path):

@@ -14,13 +14,10 @@ PSI = Σ_b (p_now,b − p_ref,b) · ln(p_now,b / p_ref,b); usual reading < 0.1 s
 
 from __future__ import annotations
 
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from mailseg_dist.core.parquet import parquet_files
-from mailseg_dist.inputs.schema import ID
-from mailseg_dist.model.pair_counts import pair_counts
+from mailseg_dist.model.pair_counts import months_pair_counts
 
 # A bin (or segment) empty in one month counts as this proportion, so ln(p_now / p_ref) stays finite.
 # Reference bins are never empty (see `drift_reference`): the floor only applies to the new month,
@@ -196,13 +193,6 @@ def segment_rows(*, shares_then: dict, shares_now: dict, center_shift: dict | No
     return rows
 
 
-def _labels(users) -> dd.DataFrame:
-    """Id and cluster only, from a results folder (Parquet parts) or a Dask DataFrame."""
-    if isinstance(users, dd.DataFrame):
-        return users[[ID, "cluster"]]
-    return dd.read_parquet([str(p) for p in parquet_files(users)], columns=[ID, "cluster"])
-
-
 def transitions(previous_users, users) -> dict:
     """Who moved from which segment to which, between two months' per-user results.
 
@@ -218,7 +208,7 @@ def transitions(previous_users, users) -> dict:
         ``movers``, ``common`` (in both months), ``new`` (only now), ``gone`` (only before),
         ``new_by_cluster``, ``gone_by_cluster`` (aligned with ``clusters``).
     """
-    sizes = pair_counts(_labels(previous_users), _labels(users))
+    sizes = months_pair_counts(previous_users, users)
     clusters = sorted({c for pair in sizes for c in pair if c >= 0})
     counts = np.array([[sizes.get((a, b), 0) for b in clusters] for a in clusters], np.int64).reshape(len(clusters), -1)
     totals = counts.sum(axis=1, keepdims=True)

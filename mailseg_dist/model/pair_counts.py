@@ -5,6 +5,7 @@ merge does it with a full shuffle of both tables; only the counts are wanted, so
 part is split by a hash of the Id into `buckets` pieces (one task per part, pieces kept on
 its worker), and one task per bucket matches its pieces of both months with a hash index and
 counts the pairs. Only {(before, now): users} comes back: -1 stands for "not in that month".
+`months_pair_counts` does it for two results folders, with buckets sized to the months.
 Two months of 10M users on 2 workers: 3.3 s against 9.2 s for the outer merge, same counts
 (`python bench/bench_transitions.py`, bench/results/transitions_10000000.json).
 """
@@ -16,10 +17,15 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from mailseg_dist.core.errors import InputDataError
+from mailseg_dist.core.parquet import parquet_files
 from mailseg_dist.core.progress import compute
+from mailseg_dist.core.storage import parquet_metadata
 from mailseg_dist.inputs.schema import ID
 
 ABSENT = -1  # the cluster of a user missing from one of the months
+BUCKET_ROWS = 1_000_000  # users of one month a bucket holds at most (~140 MB a month while matching)
+MAX_THREAD_BUCKETS = 64
 
 
 def _ids(part: pd.DataFrame, as_text: bool) -> np.ndarray:
@@ -52,11 +58,23 @@ def _tally(then: np.ndarray, now: np.ndarray) -> dict:
     return {(int(code // width) - 1, int(code % width) - 1): int(counts[code]) for code in np.flatnonzero(counts)}
 
 
-def _count_bucket(before: list, now: list) -> dict:
-    """{(cluster before, cluster now): users} of one bucket; Ids are unique within a month."""
+def _unique(ids: np.ndarray, name: str) -> pd.Index:
+    """The Ids of one bucket of one month as an index, refused when one repeats (the match would be ambiguous;
+    the clean layer keeps Ids unique, a results folder made by hand may not)."""
+    index = pd.Index(ids)
+    if not index.is_unique:
+        repeated = index[index.duplicated()][0]
+        raise InputDataError(f"{name}: Id {repeated!r} appears more than once; months are matched on Id, "
+                             "which must be unique within a month")
+    return index
+
+
+def _count_bucket(before: list, now: list, names: tuple[str, str]) -> dict:
+    """{(cluster before, cluster now): users} of one bucket."""
     ids_before, clusters_before = _joined(before)
     ids_now, clusters_now = _joined(now)
-    where = pd.Index(ids_before).get_indexer(ids_now)  # -1: new this month
+    _unique(ids_now, names[1])
+    where = _unique(ids_before, names[0]).get_indexer(ids_now)  # -1: new this month
     found = where >= 0
     then = np.full(len(ids_now), ABSENT, dtype=np.int64)
     then[found] = clusters_before[where[found]]
@@ -72,28 +90,55 @@ def _pieces(frame: dd.DataFrame, buckets: int, as_text: bool) -> list[list]:
     return [[parts[b] for parts in split] for b in range(buckets)]
 
 
-def _default_buckets() -> int:
-    """Two buckets per worker thread of the current Dask client (4 without one). Each part's split costs
-    one task per bucket: at 10M users (2 × 100 parts, 2 threads) 4 buckets took 2.9-3.0 s, 8 took
-    3.2 s and 16 took 4.2 s, against 9.2 s for the outer merge (bench/bench_transitions.py)."""
+def default_buckets(rows: int = 0) -> int:
+    """Two buckets per worker thread of the current Dask client (4 without one, at most 64: each bucket is a
+    key per part), and more when a month has over BUCKET_ROWS users a bucket: a bucket task holds its rows
+    of both months at ~140 bytes a row while matching, so memory stays bounded as months grow. Each part's
+    split costs one task per bucket: at 10M users (2 × 100 parts, 2 threads) 4 buckets took 2.9-3.0 s,
+    8 took 3.2 s and 16 took 4.2 s, against 9.2 s for the outer merge (bench/bench_transitions.py)."""
     try:
         from distributed import default_client
 
-        return max(2, 2 * sum(default_client().nthreads().values()))
+        by_threads = min(MAX_THREAD_BUCKETS, max(2, 2 * sum(default_client().nthreads().values())))
     except (ImportError, ValueError):
-        return 4
+        by_threads = 4
+    return max(by_threads, -(-rows // BUCKET_ROWS))
 
 
-def pair_counts(before: dd.DataFrame, now: dd.DataFrame, buckets: int | None = None) -> dict[tuple[int, int], int]:
+def pair_counts(before: dd.DataFrame, now: dd.DataFrame, buckets: int | None = None,
+                names: tuple[str, str] = ("the previous month", "the new month")) -> dict[tuple[int, int], int]:
     """{(cluster before, cluster now): users} over the union of both months' Ids (columns Id, cluster);
     ABSENT marks the month a user is missing from. An Id read as text one month and as a number the
-    other is matched as text. One compute; each bucket's counts are a few dozen numbers."""
-    buckets = buckets or _default_buckets()
+    other is matched as text; an Id repeated within a month is an InputDataError naming `names`' month.
+    `buckets`: default_buckets(). One compute; each bucket's counts are a few dozen numbers."""
+    buckets = buckets or default_buckets()
     as_text = before[ID].dtype != now[ID].dtype or not (pd.api.types.is_integer_dtype(before[ID].dtype))
-    tasks = [dask.delayed(_count_bucket, pure=True)(b, n)
+    tasks = [dask.delayed(_count_bucket, pure=True)(b, n, names)
              for b, n in zip(_pieces(before, buckets, as_text), _pieces(now, buckets, as_text))]
     total: dict[tuple[int, int], int] = {}
     for counts in compute(*tasks):
         for pair, users in counts.items():
             total[pair] = total.get(pair, 0) + users
     return total
+
+
+def _labels(users) -> dd.DataFrame:
+    """Id and cluster only, from a results folder (Parquet parts) or a Dask DataFrame."""
+    if isinstance(users, dd.DataFrame):
+        return users[[ID, "cluster"]]
+    return dd.read_parquet([str(p) for p in parquet_files(users)], columns=[ID, "cluster"])
+
+
+def _rows(users) -> int:
+    """Users in a results folder, from the Parquet footers (0 for a Dask DataFrame: not known before reading)."""
+    if isinstance(users, dd.DataFrame):
+        return 0
+    return sum(parquet_metadata(p).num_rows for p in parquet_files(users))
+
+
+def months_pair_counts(previous_users, users) -> dict[tuple[int, int], int]:
+    """pair_counts of two months' per-user results (folders or Dask DataFrames), buckets sized to the larger."""
+    months = (previous_users, users)
+    names = tuple(default if isinstance(m, dd.DataFrame) else str(m)
+                  for m, default in zip(months, ("the previous month", "the new month")))
+    return pair_counts(_labels(previous_users), _labels(users), default_buckets(max(map(_rows, months))), names)

@@ -48,10 +48,12 @@ class ChangesChannel:
         self.variable.set(pickle.dumps(block))
         self.sent = True
 
-    def close(self, workbook_done: bool) -> None:
+    def close(self, workbook) -> None:
         """Publish ended. Unsent (it failed first): the workbook task is told to stop rather than wait an
-        hour. The Variable is deleted only once the task is done with it: a get() on a deleted one waits."""
+        hour. The Variable is deleted only once the task has finished or failed: a get() on a deleted one
+        waits, and a cancelled future's task may still be running (cancelling does not stop a seceded
+        thread). Otherwise the few kB of the value stay on the scheduler, only when a run failed."""
         if not self.sent:
             self.send(DriftFailed("the update stopped before its drift was measured"))
-        if workbook_done:
+        if workbook.status in ("finished", "error"):
             self.variable.delete()

@@ -69,7 +69,7 @@ def publish(result, manifest: dict, table: pd.DataFrame, cfg: dict, out_dir, cli
         return _outputs(result, manifest, table, cfg, out, changes, channel, workbook, scoring)
     finally:
         if channel is not None:
-            channel.close(workbook_done=workbook.done())
+            channel.close(workbook)
 
 
 def _outputs(result, manifest: dict, table: pd.DataFrame, cfg: dict, out, changes, channel, workbook,
