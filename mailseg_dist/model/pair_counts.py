@@ -6,7 +6,7 @@ part is split by a hash of the Id into `buckets` pieces (one task per part, piec
 its worker), and one task per bucket matches its pieces of both months with a hash index and
 counts the pairs. Only {(before, now): users} comes back: -1 stands for "not in that month".
 `months_pair_counts` does it for two results folders, with buckets sized to the months.
-Two months of 10M users on 2 workers: 3.3 s against 9.2 s for the outer merge, same counts
+Two months of 10M users on 2 workers (10 buckets): 3.7 s against 8.3 s for the outer merge, same counts
 (`python bench/bench_transitions.py`, bench/results/transitions_10000000.json).
 """
 
