@@ -54,13 +54,18 @@ def below_chord(ks: list[int], inertia: list[float]) -> np.ndarray | None:
     return (1.0 - x_hat) - y_hat
 
 
-def knee(ks: list[int], inertia: list[float], tolerance: float = 0.0) -> int:
-    """Kneedle knee of a decreasing inertia curve, ks in increasing order: the smallest k whose distance
-    below the chord is within `tolerance` of the largest (the first k when the curve is flat or too short)."""
+def near_knees(ks: list[int], inertia: list[float], tolerance: float = 0.0) -> list[int]:
+    """The k (ks in increasing order) whose distance below the chord is within `tolerance` of the largest,
+    smallest first; [ks[0]] when the curve is flat or too short."""
     distances = below_chord(ks, inertia)
     if distances is None:
-        return int(ks[0])
-    return int(ks[int(np.argmax(distances >= distances.max() - tolerance))])  # first True: the smallest k
+        return [int(ks[0])]
+    return [int(k) for k, d in zip(ks, distances) if d >= distances.max() - tolerance]
+
+
+def knee(ks: list[int], inertia: list[float], tolerance: float = 0.0) -> int:
+    """Kneedle knee of a decreasing inertia curve: the smallest of `near_knees` (ties go to the smaller k)."""
+    return near_knees(ks, inertia, tolerance)[0]
 
 
 def _silhouette(row: dict) -> float:
@@ -86,14 +91,6 @@ def _actionable(window: list[dict], min_share: float) -> tuple[list[dict], dict,
     return kept, under, True
 
 
-def _tied_with_knee(ks: list[int], inertia: list[float], elbow: int, tolerance: float) -> list[int]:
-    """The other k whose distance below the chord is within `tolerance` of the largest (shown in the reason)."""
-    distances = below_chord(ks, inertia)
-    if distances is None:
-        return []
-    return [k for k, d in zip(ks, distances) if d >= distances.max() - tolerance and k != elbow]
-
-
 def choose_k(table: list[dict], knee_window: int = 1, min_share: float = 0.0,
              knee_tolerance: float = 0.01) -> tuple[int, dict]:
     """(k, why) from rows {"k", "inertia", "silhouette", "sizes", ...}; see the module docstring.
@@ -108,10 +105,9 @@ def choose_k(table: list[dict], knee_window: int = 1, min_share: float = 0.0,
     if len(rows) < 3:
         window, why = rows, {"rule": "no_knee", "candidates": len(rows)}
     else:
-        elbow = knee(ks, inertia, knee_tolerance)
+        elbow, *tied = near_knees(ks, inertia, knee_tolerance)
         window = [row for row in rows if abs(int(row["k"]) - elbow) <= knee_window]
-        why = {"rule": "knee", "knee": elbow, "tied": _tied_with_knee(ks, inertia, elbow, knee_tolerance),
-               "tolerance": knee_tolerance, "window": knee_window}
+        why = {"rule": "knee", "knee": elbow, "tied": tied, "tolerance": knee_tolerance, "window": knee_window}
     compared = {int(row["k"]): (_silhouette(row) if _silhouette(row) > -math.inf else None) for row in window}
     window, under, guard_kept = _actionable(window, min_share)
     best = max(window, key=lambda row: (_silhouette(row), -int(row["k"])))  # ties → smaller k
