@@ -73,34 +73,39 @@ def _ratio(num, den) -> np.ndarray:
     return out
 
 
+def feature_sources(df, fcfg: dict) -> list:
+    """The model's inputs in `feature_names` order, unscaled: the column itself where a feature is a
+    clean-layer column (its own dtype: the fused pass reads int64 counts as they are), a float64 array
+    where a feature is computed. `df`: a DataFrame, or a dict of column arrays (core.parquet.table_columns)."""
+    missing = [c for c in raw_columns(fcfg) if c not in df]
+    if missing:
+        raise UsageError(f"feature columns missing from the users table: {missing}")
+    out: dict[str, object] = {}
+    for column in _columns(fcfg):
+        if fcfg.get("cyclical") and column in CYCLES:
+            period, prefix = CYCLES[column]
+            angle = 2.0 * np.pi * np.asarray(df[column], dtype=np.float64) / period
+            out[f"{prefix}_sin"], out[f"{prefix}_cos"] = np.sin(angle), np.cos(angle)
+        elif fcfg.get("log1p") and column in LOG1P_COLUMNS:
+            out[f"log1p_{column}"] = np.log1p(np.asarray(df[column], dtype=np.float64))
+        else:
+            out[column] = df[column]
+    if fcfg.get("rates"):
+        out["open_rate"] = _ratio(df["open"], df["send"])
+        out["click_rate"] = _ratio(df["click"], df["open"])
+        out["bounce_rate"] = _ratio(df["bounce"], df["send"])
+    return [out[name] for name in feature_names(fcfg)]
+
+
 def feature_matrix(df, fcfg: dict) -> np.ndarray:
     """The model's float64 inputs as one writable Fortran-ordered array (columns in `feature_names` order):
     a column per feature is what the kernels read (model/kernels.py), and the first pass scales it in place.
 
     `df`: a DataFrame, or a dict of column arrays (core.parquet.table_columns)."""
-    missing = [c for c in raw_columns(fcfg) if c not in df]
-    if missing:
-        raise UsageError(f"feature columns missing from the users table: {missing}")
-    out: dict[str, np.ndarray] = {}
-    for column in _columns(fcfg):
-        values = np.asarray(df[column], dtype=np.float64)
-        if fcfg.get("cyclical") and column in CYCLES:
-            period, prefix = CYCLES[column]
-            angle = 2.0 * np.pi * values / period
-            out[f"{prefix}_sin"], out[f"{prefix}_cos"] = np.sin(angle), np.cos(angle)
-        elif fcfg.get("log1p") and column in LOG1P_COLUMNS:
-            out[f"log1p_{column}"] = np.log1p(values)
-        else:
-            out[column] = values
-    if fcfg.get("rates"):
-        out["open_rate"] = _ratio(df["open"], df["send"])
-        out["click_rate"] = _ratio(df["click"], df["open"])
-        out["bounce_rate"] = _ratio(df["bounce"], df["send"])
-    names = feature_names(fcfg)
-    rows = len(df.index) if isinstance(df, pd.DataFrame) else len(df[raw_columns(fcfg)[0]])
-    matrix = np.empty((rows, len(names)), dtype=np.float64, order="F")
-    for j, name in enumerate(names):
-        matrix[:, j] = out[name]
+    sources = feature_sources(df, fcfg)
+    matrix = np.empty((len(sources[0]), len(sources)), dtype=np.float64, order="F")
+    for j, source in enumerate(sources):
+        matrix[:, j] = np.asarray(source, dtype=np.float64)
     return matrix
 
 

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from mailseg_dist.core.numeric import significant
 from mailseg_dist.core.progress import compute
-from mailseg_dist.model.kernels import ClusterStats, as_array, nearest, stats_many
+from mailseg_dist.model.kernels import ClusterStats, as_array, nearest, pass_input, stats_many
 
 
 @dataclass
@@ -102,8 +102,9 @@ def relocate_empty(centers: np.ndarray, counts: np.ndarray, sample: np.ndarray |
 
 def fit_many(X, ks, mcfg: dict, init_centers: dict | None = None, sample=None) -> dict[int, EngineResult]:
     """Lloyd for every k in `ks` at once; each pass is one compute covering all k still running."""
-    x = as_array(X)
-    ks = sorted({check_k(k, int(x.shape[0]) if not np.isnan(x.shape[0]) else k) for k in ks})
+    x = pass_input(X)
+    rows = as_array(x).shape[0]
+    ks = sorted({check_k(k, int(rows) if not np.isnan(rows) else k) for k in ks})
     sample = None if sample is None else np.asarray(sample, dtype=np.float64)
     init_centers = init_centers or {}
     seeded = seed_centers(sample, [k for k in ks if k not in init_centers], mcfg)
