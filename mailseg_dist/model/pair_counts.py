@@ -94,8 +94,10 @@ def default_buckets(rows: int = 0) -> int:
     """Two buckets per worker thread of the current Dask client (4 without one, at most 64: each bucket is a
     key per part), and more when a month has over BUCKET_ROWS users a bucket: a bucket task holds its rows
     of both months at ~140 bytes a row while matching, so memory stays bounded as months grow. Each part's
-    split costs one task per bucket: at 10M users (2 × 100 parts, 2 threads) 4 buckets took 2.9-3.0 s,
-    8 took 3.2 s and 16 took 4.2 s, against 9.2 s for the outer merge (bench/bench_transitions.py)."""
+    split costs one task per bucket, so more buckets cost time: at 10M users (2 × 100 parts, 2 threads),
+    measured with fixed counts before this rule, 4 buckets took 2.9-3.0 s, 8 took 3.2 s and 16 took 4.2 s
+    (the outer merge then 9.2 s); the rule's 10 buckets took 3.7 s against 8.3 s for the merge
+    (bench/results/transitions_10000000.json)."""
     try:
         from distributed import default_client
 
