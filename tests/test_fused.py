@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from dask.callbacks import Callback
 
-from mailseg_dist.model.fused import cluster_sums
-from mailseg_dist.model.kernels import block_partials, stats_many
+from mailseg_dist.model.fused import ClusterSums, cluster_sums, nearest_rows
+from mailseg_dist.model.kernels import block_partials, flat_partials, nearest, stats_many
 from mailseg_dist.model.scaler import fit_scaler, scaled_from_parquet, unit_groups
 
 SEED8 = ["send", "bounce", "open", "click", "Total", "hour", "day_of_week", "engagement_score"]
@@ -63,15 +63,59 @@ def test_unscaled_columns_give_the_bits_of_the_scaled_matrix():
 
 def test_block_partials_matches_numpy_with_and_without_totals():
     rng = np.random.default_rng(4)
-    x = np.asfortranarray(rng.normal(size=(1200, 3)))
     centers = [rng.normal(size=(4, 3)), rng.normal(size=(2, 3))]
-    with_totals, without = block_partials(x, centers, True)[0], block_partials(x, centers, False)[0]
-    np.testing.assert_allclose(with_totals[1:4], x.sum(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(with_totals[4:13], (x.T @ x).ravel(), rtol=1e-12)
-    np.testing.assert_array_equal(np.delete(with_totals, range(1, 13)), without)
-    ref = numpy_sums(x, centers[0])
-    np.testing.assert_allclose(without[1:5], ref[:, 0])
-    np.testing.assert_allclose(without[5:17], ref[:, 1:4].ravel(), rtol=1e-12, atol=1e-12)
+    for x in (np.asfortranarray(rng.normal(size=(1200, 3))), rng.normal(size=(700, 3))):  # F and C order
+        ref = [numpy_sums(x, c) for c in centers]
+        np.testing.assert_allclose(block_partials(x, centers, True),
+                                   flat_partials(len(x), ref, (x.sum(axis=0), x.T @ x)), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(block_partials(x, centers, False), flat_partials(len(x), ref),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_nan_and_infinite_rows_go_to_each_sets_first_centre_and_count_once():
+    x = np.array([[0.0, 0.0], [np.nan, 1.0], [np.inf, 0.0], [5.0, 5.0]])
+    centers = [np.array([[1.0, 1.0], [5.0, 5.0]]), np.array([[9.0, 9.0]])]
+    two, one = cluster_sums([x[:, 0], x[:, 1]], np.zeros(2), np.ones(2), centers)
+    np.testing.assert_array_equal(two[:, 0], [3, 1])  # the NaN and the inf rows: the first centre of their set
+    np.testing.assert_array_equal(one[:, 0], [4])
+    assert np.isnan(two[0, 3]) and np.isnan(one[0, 3])
+    labels, sq = nearest_rows([x[:, 0], x[:, 1]], centers[0])
+    np.testing.assert_array_equal(labels, [0, 0, 0, 1])
+    assert sq[0] == 2.0 and np.isnan(sq[1]) and sq[2] == np.inf and sq[3] == 0.0
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ClusterSums([np.zeros((0, 2))], 2), "k >= 1"),
+    (lambda: ClusterSums([np.zeros((3, 2)), np.zeros((2, 3))], 2), "k >= 1 rows and 2 columns"),
+    (lambda: ClusterSums([np.zeros((3, 2))], 2).add([np.zeros(4), np.zeros(5)], [0, 0], [1, 1]), "one length"),
+    (lambda: ClusterSums([np.zeros((3, 2))], 2).add([np.zeros(4)], [0, 0], [1, 1]), "2 one-dimensional"),
+    (lambda: ClusterSums([np.zeros((3, 2))], 2).add([np.zeros(4), np.zeros(4)], [0], [1, 1]), "mean and scale"),
+    (lambda: nearest_rows([np.zeros(4)], np.zeros((0, 1))), "k >= 1"),
+])
+def test_shapes_the_compiled_loop_cannot_check_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_nearest_is_numpys_argmin_of_the_exact_distances():
+    rng = np.random.default_rng(5)
+    x, centers = rng.normal(size=(2000, 4)), rng.normal(size=(7, 4))
+    x[:3] = centers[[2, 2, 5]]  # distance 0 to a centre
+    labels, sq = nearest(x, centers)
+    full = ((x[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(labels, full.argmin(axis=1))
+    np.testing.assert_allclose(sq, full.min(axis=1), rtol=1e-12, atol=0)
+    assert list(labels[:3]) == [2, 2, 5] and not sq[:3].any()
+
+
+def test_rows_added_unit_after_unit_sum_to_the_bits_of_one_block():
+    rng = np.random.default_rng(6)
+    raw = [rng.integers(0, 100, 3001), rng.random(3001) * 7]
+    mean, scale, centers = np.array([50.0, 3.0]), np.array([29.0, 2.0]), [rng.normal(size=(5, 2))]
+    units = ClusterSums(centers, 2)
+    for a, b in [(0, 700), (700, 701), (701, 2500), (2500, 3001)]:
+        units.add([c[a:b] for c in raw], mean, scale)
+    np.testing.assert_array_equal(units.per_set()[0], cluster_sums(raw, mean, scale, centers)[0])
 
 
 class _Tasks(Callback):
@@ -83,30 +127,79 @@ class _Tasks(Callback):
         self.names += [str(getattr(task, "func", task)) for task in dsk.values()]
 
 
+@pytest.fixture
+def users_row_groups(tmp_path, clean_users):
+    """Two part files of 15 row groups of 20 users and an empty one between them: 30 units, which
+    `unit_groups` gathers into 16 groups, some of two units."""
+    folder = tmp_path / "users"
+    folder.mkdir()
+    for i, piece in enumerate([clean_users.iloc[:300], clean_users.iloc[0:0], clean_users.iloc[300:]]):
+        piece.to_parquet(folder / f"part-{i:05d}.parquet", index=False, row_group_size=20)
+    return folder
+
+
 @pytest.mark.parametrize("options", [{}, {"log1p": True, "cyclical": True, "rates": True}])
-def test_a_pass_read_from_parquet_equals_one_over_the_kept_blocks(users_parquet, clean_users, options):
-    """users_parquet: three parts and an empty one. The lazy data runs each pass as group tasks that read,
-    scale and sum; the persisted data maps block_partials over NumPy blocks. Same sums (to the rounding of
-    another summation order), and both equal the plain NumPy sums over the same scaled rows."""
+def test_a_pass_read_from_parquet_equals_one_over_the_kept_blocks(users_row_groups, clean_users, options):
+    """The lazy data runs each pass as a task a group of units that reads, scales and sums; the kept data (the
+    same groups, persisted as NumPy blocks) maps block_partials over them. Both equal the plain NumPy sums
+    over the same scaled rows, and after the first pass they are the same bits."""
     fcfg = {"columns": list(SEED8), "log1p": False, "rates": False, "cyclical": False, **options}
     with dask.config.set(scheduler="threads"):
-        scaler = fit_scaler(dd.read_parquet(users_parquet), fcfg)
-        lazy = scaled_from_parquet(users_parquet, scaler, fcfg)
-        kept = lazy.persist()
+        scaler = fit_scaler(dd.read_parquet(users_row_groups), fcfg)
+        lazy = scaled_from_parquet(users_row_groups, scaler, fcfg)
+        kept = scaled_from_parquet(users_row_groups, scaler, fcfg, grouped=True).persist()
         x = kept.array.compute()
+        groups = unit_groups(lazy.units)
+        assert len(lazy.units) == 30 and len(groups) == 16 and kept.array.numblocks[0] == 16
         centers = [x[[0, 250, 500]], x[[1, 2, 300, 400, 599]]]
         assert lazy.reads_parquet and not kept.reads_parquet
         for totals in (None, (x.sum(axis=0), x.T @ x)):
             with _Tasks() as seen:
                 from_parquet = stats_many(lazy, centers, totals)
-            assert sum("group_partials" in n for n in seen.names) == len(unit_groups(lazy.units))
+            assert sum("group_partials" in n for n in seen.names) == len(groups)
             from_memory = stats_many(kept, centers, totals)
             for a, b, c in zip(from_parquet, from_memory, centers):
-                np.testing.assert_array_equal(a.counts, b.counts)
-                np.testing.assert_allclose(a.sums, b.sums, rtol=1e-12, atol=1e-10)
-                np.testing.assert_allclose(a.sq_dist, b.sq_dist, rtol=1e-12)
                 ref = numpy_sums(x, c)
                 np.testing.assert_array_equal(a.counts, ref[:, 0])
+                np.testing.assert_allclose(a.sums, ref[:, 1:-2], rtol=1e-12, atol=1e-10)
                 np.testing.assert_allclose(a.sq_dist, ref[:, -2], rtol=1e-10)
+                np.testing.assert_allclose(a.dist, ref[:, -1], rtol=1e-10)
+                if totals is not None:  # rows added in the same order as over the kept block: the same bits
+                    for field in ("counts", "sums", "sq_dist", "dist"):
+                        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+                else:  # the first pass's Σx and Σxxᵀ: per unit on one side, per block on the other
+                    np.testing.assert_allclose(a.sum_x, x.sum(axis=0), rtol=1e-12, atol=1e-9)
+                    np.testing.assert_allclose(a.sum_xx, x.T @ x, rtol=1e-12, atol=1e-9)
+                    np.testing.assert_allclose(b.sum_x, x.sum(axis=0), rtol=1e-12, atol=1e-9)
     if not options:
         np.testing.assert_array_equal(x, scaler.transform(clean_users[SEED8]))
+
+
+def test_a_first_compile_or_cache_load_waits_for_the_cache_lock():
+    """Two processes saving different signatures at once can corrupt numba's cache index (fused._cache_lock):
+    a process's first call for a signature waits while another holds the lock, and runs once it is freed."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    from mailseg_dist.model import fused
+
+    centers = [np.array([[0.0], [4.0]])]
+    np.testing.assert_array_equal(cluster_sums([np.arange(5, dtype=np.uint16)], [0.0], [1.0], centers)[0][:, 0],
+                                  [3, 2])  # compiled and cached here: the child only loads it (~0.2 s)
+    script = ("import time, numpy as np; from mailseg_dist.model.fused import cluster_sums; print('ready', flush=True); "
+              "s = cluster_sums([np.arange(5, dtype=np.uint16)], [0.0], [1.0], [np.array([[0.0], [4.0]])]); "
+              "print(time.time(), *s[0][:, 0])")
+    with open(f"{fused._columns_sums._cache._cache_path}/mailseg-fused.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(2)
+        freed = time.time()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    out, _ = child.communicate(timeout=120)
+    assert child.returncode == 0
+    done, *counts = out.split()
+    assert float(done) >= freed, "the first call ran while another process held the cache lock"
+    assert counts == ["3.0", "2.0"]

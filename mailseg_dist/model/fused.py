@@ -18,6 +18,9 @@ the exact squared distance Σ(x − c)², the first one on a tie (as argmin).
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 import numpy as np
 from numba import literal_unroll, njit
 
@@ -38,22 +41,45 @@ def _compiled(function):
 
 
 @_compiled
+def _fill_block(columns, mean, scale, start, stop, buf):
+    """buf[f, :stop − start] = (float64(columns[f][start:stop]) − mean[f]) / scale[f]."""
+    f = 0
+    for column in literal_unroll(columns):  # one compiled body per column dtype
+        mf, sf = mean[f], scale[f]
+        for i in range(start, stop):
+            buf[f, i - start] = (np.float64(column[i]) - mf) / sf
+        f += 1
+
+
+@_compiled
+def _label_block(buf, m, centers, first, stop, dist, best, labels):
+    """Nearest of centers[first:stop] for the first m rows of buf (d × BLOCK): the exact squared distance
+    Σ(x − c)², added feature by feature; the first centre wins a tie, and keeps a row whose distances are
+    all NaN (with a NaN distance, as NumPy's running minimum in `nearest` did)."""
+    d = buf.shape[0]
+    for j in range(first, stop):
+        dist[:m] = 0.0
+        for f in range(d):  # feature by feature over contiguous rows: the compiler vectorises it
+            c = centers[j, f]
+            for i in range(m):
+                t = buf[f, i] - c
+                dist[i] += t * t
+        if j == first:
+            best[:m] = dist[:m]
+            labels[:m] = first
+            continue
+        for i in range(m):
+            if dist[i] < best[i]:  # strict: the first centre wins a tie
+                best[i] = dist[i]
+                labels[i] = j
+
+
+@_compiled
 def _add_block(buf, m, centers, offsets, acc, dist, best, labels):
-    """Adds the first m rows of buf (d × BLOCK, scaled) to acc for every centre set."""
+    """Adds the first m rows of buf (d × BLOCK, scaled) to acc for every centre set, row after row."""
     d = buf.shape[0]
     for s in range(offsets.shape[0] - 1):
-        best[:m] = np.inf
-        for j in range(offsets[s], offsets[s + 1]):
-            dist[:m] = 0.0
-            for f in range(d):  # feature by feature over contiguous rows: the compiler vectorises it
-                c = centers[j, f]
-                for i in range(m):
-                    t = buf[f, i] - c
-                    dist[i] += t * t
-            for i in range(m):
-                if dist[i] < best[i]:  # strict: the first centre wins a tie
-                    best[i] = dist[i]
-                    labels[i] = j
+        _label_block(buf, m, centers, offsets[s], offsets[s + 1], dist, best, labels)
         for i in range(m):
             j = labels[i]
             acc[j, 0] += 1.0
@@ -73,13 +99,63 @@ def _columns_sums(columns, mean, scale, centers, offsets, acc):
     labels = np.zeros(BLOCK, dtype=np.int64)
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
-        f = 0
-        for column in literal_unroll(columns):  # one compiled body per column dtype
-            mf, sf = mean[f], scale[f]
-            for i in range(start, stop):
-                buf[f, i - start] = (np.float64(column[i]) - mf) / sf
-            f += 1
+        _fill_block(columns, mean, scale, start, stop, buf)
         _add_block(buf, stop - start, centers, offsets, acc, dist, best, labels)
+
+
+@_compiled
+def _nearest(columns, centers, labels, sq):
+    """labels[i], sq[i] = nearest centre of row i and its squared distance (`_label_block`'s rule)."""
+    n, d = len(columns[0]), centers.shape[1]
+    mean, scale = np.zeros(d), np.ones(d)
+    buf = np.empty((d, BLOCK))
+    dist, best = np.empty(BLOCK), np.empty(BLOCK)
+    block_labels = np.zeros(BLOCK, dtype=np.int64)
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        _fill_block(columns, mean, scale, start, stop, buf)
+        _label_block(buf, stop - start, centers, 0, centers.shape[0], dist, best, block_labels)
+        labels[start:stop] = block_labels[:stop - start]
+        sq[start:stop] = best[:stop - start]
+
+
+_READY: set = set()  # (loop, column types) this process has compiled or loaded from the cache
+
+
+@contextmanager
+def _cache_lock(function):
+    """Holds an exclusive lock on the loop's cache folder. Why: numba names a new cache entry from the index
+    it read, so two processes compiling different signatures at once (a run's two workers, the first time:
+    Arrow's read-only columns on one, a kept block's on the other) can each write entry 1, and the index
+    then names the other's machine code (numba issue #4807). Nothing to lock without an on-disk cache or
+    fcntl (Windows)."""
+    folder = getattr(getattr(function, "_cache", None), "_cache_path", None)
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if folder is None or fcntl is None:
+        yield
+        return
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "mailseg-fused.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(function, columns: tuple, *args):
+    """function(columns, *args); its first call in this process for these column types (a compile, or a load
+    from the cache) under `_cache_lock`, later calls (about 10 µs to check) without it."""
+    key = (function.__name__, tuple((c.dtype.str, c.flags.writeable) for c in columns))
+    if key in _READY:
+        return function(columns, *args)
+    with _cache_lock(function):
+        result = function(columns, *args)
+    _READY.add(key)
+    return result
 
 
 def _numeric(column) -> np.ndarray:
@@ -88,19 +164,68 @@ def _numeric(column) -> np.ndarray:
     return column if column.dtype.kind in "biuf" else column.astype(np.float64)
 
 
+def _checked_columns(columns, d: int) -> tuple:
+    """The columns as numba reads them, refused unless there are d of one length: the compiled loops do not
+    check their indexes, so a wrong shape would read or write past an array instead of raising."""
+    columns = tuple(_numeric(c) for c in columns)
+    if len(columns) != d or len({len(c) for c in columns}) > 1 or any(c.ndim != 1 for c in columns):
+        raise ValueError(f"expected {d} one-dimensional feature columns of one length, found "
+                         f"{[c.shape for c in columns]}")
+    return columns
+
+
+class ClusterSums:
+    """Per centre set, per cluster: count, Σx, Σd² and Σd of the rows added so far, each row assigned to its
+    nearest centre. Rows are added in the order given, so the rows of several units added one unit after
+    the other sum to the same bits as the same rows added as one block (a pass from Parquet against one
+    over the kept features).
+
+    >>> sums = ClusterSums([np.array([[0.0], [10.0]])], d=1)
+    >>> sums.add([np.array([1, 2, 9])], mean=[0.0], scale=[1.0]).per_set()[0]
+    array([[2., 3., 5., 3.],
+           [1., 9., 1., 1.]])
+    """
+
+    def __init__(self, centers_list: list[np.ndarray], d: int):
+        shapes = [np.shape(c) for c in centers_list]
+        if not shapes or any(len(s) != 2 or s[0] < 1 or s[1] != d for s in shapes):
+            raise ValueError(f"expected centre sets of k >= 1 rows and {d} columns, found {shapes}")
+        self.d = d
+        self.centers = np.ascontiguousarray(np.concatenate(centers_list), dtype=np.float64)
+        self.offsets = np.cumsum([0] + [s[0] for s in shapes]).astype(np.int64)
+        self.acc = np.zeros((self.centers.shape[0], d + 3))
+
+    def add(self, columns, mean, scale) -> "ClusterSums":
+        """Adds the rows x = (columns − mean) / scale; `columns`: d 1-D arrays (unscaled features in model
+        order). An already scaled matrix passes its columns with mean 0 and scale 1 (exact: x − 0 = x,
+        x / 1 = x)."""
+        columns = _checked_columns(columns, self.d)
+        mean, scale = (np.ascontiguousarray(v, dtype=np.float64) for v in (mean, scale))
+        if mean.shape != (self.d,) or scale.shape != (self.d,):
+            raise ValueError(f"expected mean and scale of {self.d} values, found {mean.shape} and {scale.shape}")
+        if len(columns[0]):
+            _run(_columns_sums, columns, mean, scale, self.centers, self.offsets, self.acc)
+        return self
+
+    def per_set(self) -> list[np.ndarray]:
+        """A k × (d + 3) array per centre set: count, Σx (d columns), Σd², Σd."""
+        return [self.acc[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+
 def cluster_sums(columns, mean, scale, centers_list: list[np.ndarray]) -> list[np.ndarray]:
-    """Per centre set, a k × (d + 3) array: per cluster the count, Σx, Σd² and Σd of the rows
+    """`ClusterSums` of one block of rows."""
+    return ClusterSums(centers_list, len(columns)).add(columns, mean, scale).per_set()
 
-        x = (columns − mean) / scale,
 
-    each row assigned to its nearest centre. `columns`: d 1-D arrays of equal length (unscaled features in
-    model order); an already scaled matrix passes its columns with mean 0 and scale 1 (exact: x − 0 = x,
-    x / 1 = x)."""
-    d = len(columns)
-    centers = np.ascontiguousarray(np.concatenate(centers_list), dtype=np.float64)
-    offsets = np.cumsum([0] + [c.shape[0] for c in centers_list]).astype(np.int64)
-    acc = np.zeros((centers.shape[0], d + 3))
-    if len(columns[0]):
-        _columns_sums(tuple(_numeric(c) for c in columns), np.ascontiguousarray(mean, dtype=np.float64),
-                        np.ascontiguousarray(scale, dtype=np.float64), centers, offsets, acc)
-    return [acc[offsets[s]:offsets[s + 1]] for s in range(len(centers_list))]
+def nearest_rows(columns, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label, squared distance) of each row's nearest centre, by the rule the sums use; `columns`: the d
+    columns of already scaled rows."""
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    if centers.ndim != 2 or centers.shape[0] < 1:
+        raise ValueError(f"expected centres of k >= 1 rows, found shape {centers.shape}")
+    columns = _checked_columns(columns, centers.shape[1])
+    n = len(columns[0]) if columns else 0
+    labels, sq = np.zeros(n, dtype=np.intp), np.zeros(n)
+    if n:
+        _run(_nearest, columns, centers, labels, sq)
+    return labels, sq

@@ -17,45 +17,20 @@ from mailseg_dist.core.numeric import significant
 from mailseg_dist.core.progress import compute
 
 
-STEP = 16_384  # rows a kernel step works on: its temporaries (128 KiB a column) stay in a core's L2 cache
-
-
-def columns_of(x) -> np.ndarray:
-    """x's columns as the rows of a C-contiguous d × n float64 array: free for a Fortran-ordered block (the
-    scaled blocks are: feature_frame's to_numpy is), one copy otherwise. Every kernel below works on it,
-    because NumPy is fast along contiguous rows of n values and slow along rows of d = 8."""
-    return np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
-
-
-def nearest_columns(xt: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`nearest` on `columns_of(x)`.
-
-    The label comes from the expanded form −2c·x + ‖c‖² (one GEMM, as sklearn) and a running minimum over
-    the k rows (first of ties, as argmin): 2.3 ms for 100,000 rows and k = 6, where argmin along either
-    axis took 3.3-5 ms. The distance is then recomputed exactly from the d × n array of each row's centre:
-    4 calls instead of 4 per feature, 8% less time for `nearest` (7.9 against 8.6 ms a 100,000-row block)."""
-    n = xt.shape[1]
-    d2 = (-2.0 * centers) @ xt
-    d2 += (centers ** 2).sum(axis=1)[:, None]
-    best, labels = d2[0].copy(), np.zeros(n, dtype=np.intp)
-    for j in range(1, centers.shape[0]):
-        np.putmask(labels, d2[j] < best, j)
-        np.minimum(best, d2[j], out=best)
-    diff = centers.T.take(labels, axis=1)  # d × n: each row's centre, as columns
-    np.subtract(xt, diff, out=diff)
-    diff *= diff
-    return labels, diff.sum(axis=0)  # axis 0 of C-ordered rows: added feature by feature, as a loop would
+def _columns(x) -> list[np.ndarray]:
+    """x's columns as float64 arrays: views of a Fortran-ordered block (the scaled blocks are: feature_matrix
+    builds them so), one copy a column otherwise."""
+    x = np.asarray(x, dtype=np.float64)
+    return [x[:, f] for f in range(x.shape[1])]
 
 
 def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(label, exact squared distance) of each row's nearest centre, STEP rows at a time: a worker scoring a
-    part holds k + 2 temporaries of STEP values, not of the part's rows."""
-    xt, centers = columns_of(x), np.asarray(centers, dtype=np.float64)
-    n = xt.shape[1]
-    labels, sq = np.zeros(n, dtype=np.intp), np.zeros(n)
-    for start in range(0, n, STEP):
-        labels[start:start + STEP], sq[start:start + STEP] = nearest_columns(xt[:, start:start + STEP], centers)
-    return labels, sq
+    """(label, exact squared distance) of each row's nearest centre, by the rule of the passes' sums
+    (fused.py: Σ(x − c)² feature by feature, the first centre on a tie), so the labels the k table and the
+    quality measures draw agree with the cluster sizes the passes count."""
+    from mailseg_dist.model.fused import nearest_rows  # numba: imported by the processes that use it
+
+    return nearest_rows(_columns(x), centers)
 
 
 def _layout(d: int, ks: list[int], totals: bool) -> int:
@@ -74,7 +49,7 @@ def block_partials(x: np.ndarray, centers_list: list[np.ndarray], totals: bool =
 
     x = np.asarray(x, dtype=np.float64)
     d = x.shape[1]
-    sums = cluster_sums([x[:, f] for f in range(d)], np.zeros(d), np.ones(d), centers_list)
+    sums = cluster_sums(_columns(x), np.zeros(d), np.ones(d), centers_list)
     # Row-wise as ever: on C-ordered rows (a NumPy array's blocks) BLAS sums Σxxᵀ in another order than
     # on their columns, and the one-pass covariance (quality.fit_pca) shows it at 1e-8 with offset data.
     return flat_partials(x.shape[0], sums, (x.sum(axis=0), x.T @ x) if totals else None)
