@@ -203,3 +203,17 @@ def test_a_first_compile_or_cache_load_waits_for_the_cache_lock():
     done, *counts = out.split()
     assert float(done) >= freed, "the first call ran while another process held the cache lock"
     assert counts == ["3.0", "2.0"]
+
+
+def test_warm_up_readies_the_signatures_a_pass_and_nearest_use(monkeypatch):
+    """modelling warms the client up in a thread: the loops must then be ready for float64 columns of d features
+    (no set-up left for the first real call), and not for another width."""
+    from mailseg_dist.model import fused
+
+    monkeypatch.setattr(fused, "_READY", set())
+    fused.warm_up(5)
+    key = (("<f8", True),) * 5
+    assert fused._READY == {("_columns_sums", key), ("_nearest", key)}
+    x = np.random.default_rng(7).normal(size=(50, 5))
+    nearest(x, x[:3])
+    assert len(fused._READY) == 2  # the real call used the warmed signature
