@@ -107,15 +107,15 @@ def scaled_unit(unit, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
     return scaled_units([unit], scaler, fcfg)
 
 
+def _raw_columns_of(group: list, fcfg: dict) -> dict:
+    """The users-table columns the features need, of consecutive units, as NumPy arrays (one read)."""
+    columns = raw_columns(fcfg)
+    return table_columns(read_group_table(group, columns), columns)
+
+
 def scaled_units(group: list, scaler: StandardScaler, fcfg: dict) -> np.ndarray:
     """The scaled features of consecutive units, as one block."""
-    columns = raw_columns(fcfg)
-    return scale(table_columns(read_group_table(group, columns), columns), scaler, fcfg)
-
-
-def _unit_sources(unit, fcfg: dict) -> list:
-    columns = raw_columns(fcfg)
-    return feature_sources(table_columns(read_group_table([unit], columns), columns), fcfg)
+    return scale(_raw_columns_of(group, fcfg), scaler, fcfg)
 
 
 def group_partials(group: list, scaler: StandardScaler, fcfg: dict, centers_list: list[np.ndarray],
@@ -134,7 +134,7 @@ def group_partials(group: list, scaler: StandardScaler, fcfg: dict, centers_list
         return sum(block_partials(scaled_unit(unit, scaler, fcfg), centers_list, True) for unit in group)
     sums, rows = ClusterSums(centers_list, len(scaler.mean_)), 0
     for unit in group:
-        sources = _unit_sources(unit, fcfg)
+        sources = feature_sources(_raw_columns_of([unit], fcfg), fcfg)
         sums.add(sources, scaler.mean_, scaler.scale_)
         rows += len(sources[0])
     return flat_partials(rows, sums.per_set())
