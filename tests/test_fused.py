@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from dask.callbacks import Callback
 
-from mailseg_dist.model.fused import ClusterSums, cluster_sums, nearest_rows
+from mailseg_dist.model.fused import ClusterSums, cluster_sums, moments, nearest_rows
 from mailseg_dist.model.kernels import block_partials, flat_partials, nearest, stats_many
 from mailseg_dist.model.scaler import fit_scaler, scaled_from_parquet, unit_groups
 
@@ -70,6 +70,35 @@ def test_block_partials_matches_numpy_with_and_without_totals():
                                    flat_partials(len(x), ref, (x.sum(axis=0), x.T @ x)), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(block_partials(x, centers, False), flat_partials(len(x), ref),
                                    rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 8, 9, 511, 512, 513, 3000])  # around the lanes and the buffer
+def test_moments_are_the_exact_sums_to_rounding(rows):
+    """Σx and Σxxᵀ of offset rows (where a one-pass covariance loses digits) against math.fsum's exact sums."""
+    import math
+
+    x = np.random.default_rng(rows).normal(size=(rows, 3)) + 100.0
+    sum_x, sum_xx = moments([x[:, 0], x[:, 1], x[:, 2]], np.zeros(3), np.ones(3))
+    exact_xx = np.array([[math.fsum(x[:, a] * x[:, b]) for b in range(3)] for a in range(3)])
+    np.testing.assert_allclose(sum_x, [math.fsum(x[:, a]) for a in range(3)], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(sum_xx, exact_xx, rtol=2e-15, atol=0)
+    assert np.array_equal(sum_xx, sum_xx.T)
+
+
+def test_moments_have_the_same_bits_from_raw_columns_any_layout_or_alignment():
+    """The same rows give the same bits whether scaled in the loop or before it, and wherever they lie in
+    memory: BLAS's Σxxᵀ did not (one run in 12 of the store test wrote another PCA)."""
+    rng = np.random.default_rng(5)
+    raw = [rng.integers(0, 50, 2000), rng.integers(0, 9, 2000).astype(np.int32), rng.uniform(0, 23, 2000)]
+    mean, scale = np.array([20.0, 4.0, 11.0]), np.array([7.0, 2.5, 6.0])
+    scaled = np.column_stack([(c.astype(np.float64) - m) / s for c, m, s in zip(raw, mean, scale)])
+    expected = moments([scaled[:, f] for f in range(3)], np.zeros(3), np.ones(3))
+    shifted = np.empty(scaled.size + 1)[1:].reshape(scaled.shape)  # 8 bytes off the allocation's alignment
+    shifted[:] = scaled
+    for got in (moments(raw, mean, scale), moments([np.asfortranarray(scaled)[:, f] for f in range(3)], [0] * 3, [1] * 3),
+                moments([shifted[:, f].copy() for f in range(3)], np.zeros(3), np.ones(3))):
+        for g, e in zip(got, expected):
+            np.testing.assert_array_equal(g, e)
 
 
 def test_nan_and_infinite_rows_go_to_each_sets_first_centre_and_count_once():
@@ -213,7 +242,8 @@ def test_warm_up_readies_the_signatures_a_pass_and_nearest_use(monkeypatch):
     monkeypatch.setattr(fused, "_READY", set())
     fused.warm_up(5)
     key = (("<f8", True),) * 5
-    assert fused._READY == {("_columns_sums", key), ("_nearest", key)}
+    assert fused._READY == {("_columns_sums", key), ("_columns_moments", key), ("_nearest", key)}
     x = np.random.default_rng(7).normal(size=(50, 5))
     nearest(x, x[:3])
-    assert len(fused._READY) == 2  # the real call used the warmed signature
+    block_partials(x, [x[:3]])
+    assert len(fused._READY) == 3  # the real calls used the warmed signatures

@@ -100,15 +100,16 @@ def test_pca_from_covariance_equals_sklearn(data):
     xn, xd = data
     on_the_session_scheduler = assign_stats(xd, xn[:3])  # the distributed client's, in a full run
     for source, x in [(on_the_session_scheduler, xn), (None, xn * 3.0 + 1000.0)]:
-        # The 1000 offset costs the one-pass covariance (Σxxᵀ − n·m·mᵀ) about six digits, so the order in which
-        # BLAS sums Σxxᵀ shows at 1e-8 here; it differs in a distributed worker thread (4e-8 seen): fit_pca
-        # runs in this thread, as sklearn's PCA does, to keep the 1e-8 comparison meaningful and repeatable.
-        with dask.config.set(scheduler="sync"):
-            ours = fit_pca(source if source is not None else x, 2)
-        ref = PCA(n_components=2).fit(x)
-        np.testing.assert_allclose(ours.transform(x), ref.transform(x), rtol=0, atol=1e-8)
-        for attr in ("components_", "explained_variance_", "explained_variance_ratio_", "singular_values_", "mean_"):
+        # The 1000 offset costs a one-pass covariance (Σxxᵀ − n·m·mᵀ, sklearn's 'covariance_eigh' too) about six
+        # digits: there the reference is sklearn's PCA of the centred rows (the two-pass covariance), which our
+        # exactly summed Σxxᵀ (fused.moments) meets at 3e-9 and sklearn's own one-pass fit at 2.6e-8 only.
+        centre = x.mean(axis=0) if source is None else np.zeros(x.shape[1])
+        ours = fit_pca(source if source is not None else x, 2)
+        ref = PCA(n_components=2).fit(x - centre)
+        np.testing.assert_allclose(ours.transform(x), ref.transform(x - centre), rtol=0, atol=1e-8)
+        for attr in ("components_", "explained_variance_", "explained_variance_ratio_", "singular_values_"):
             np.testing.assert_allclose(getattr(ours, attr), getattr(ref, attr), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(ours.mean_, ref.mean_ + centre, rtol=1e-12, atol=1e-12)
         assert ours.noise_variance_ == pytest.approx(ref.noise_variance_, rel=1e-8)
         assert (ours.n_components_, ours.n_features_in_, ours.n_samples_) == (2, 8, len(x))
 

@@ -125,6 +125,45 @@ def _nearest(columns, centers, labels, sq):
         sq[start:stop] = best[:stop - start]
 
 
+LANES = 8  # independent partial sums per product in `_lane_dot`: one vector register, no dependency chain
+
+
+@_inlined
+def _lane_dot(u, v, m, lanes):
+    """Σ u[i]·v[i] over i < m, in LANES strided partial sums added in a fixed order: the same bits on every
+    call (unlike BLAS, whose order can follow its threads), as fast as `x.T @ x` and more exact (100,000 × 8
+    rows offset by 100: 6e-16 relative error against 9.5e-16 for BLAS, both 1.7-1.9 ms)."""
+    lanes[:] = 0.0
+    full = m - m % LANES
+    for i0 in range(0, full, LANES):
+        for lane in range(LANES):
+            lanes[lane] += u[i0 + lane] * v[i0 + lane]
+    for i in range(full, m):
+        lanes[i - full] += u[i] * v[i]
+    total = 0.0
+    for lane in range(LANES):
+        total += lanes[lane]
+    return total
+
+
+@_compiled
+def _columns_moments(columns, mean, scale, sum_x, sum_xx):
+    """sum_x += Σx, sum_xx += Σxxᵀ of the rows x = (columns − mean) / scale, BLOCK rows at a time."""
+    n, d = len(columns[0]), mean.shape[0]
+    buf = np.empty((d, BLOCK))
+    ones, lanes = np.ones(BLOCK), np.empty(LANES)
+    for start in range(0, n, BLOCK):
+        m = min(start + BLOCK, n) - start
+        _fill_block(columns, mean, scale, start, start + m, buf)
+        for a in range(d):
+            sum_x[a] += _lane_dot(buf[a], ones, m, lanes)
+            for b in range(a, d):
+                sum_xx[a, b] += _lane_dot(buf[a], buf[b], m, lanes)
+    for a in range(d):
+        for b in range(a):
+            sum_xx[a, b] = sum_xx[b, a]
+
+
 _READY: set = set()  # (loop, column types) this process has compiled or loaded from the cache
 
 
@@ -237,12 +276,33 @@ def nearest_rows(columns, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, sq
 
 
+def moments(columns, mean, scale) -> tuple[np.ndarray, np.ndarray]:
+    """(Σx, Σxxᵀ) of the rows x = (columns − mean) / scale, summed in an order fixed by the rows alone.
+
+    Why not `x.sum(axis=0), x.T @ x`: OpenBLAS sums Σxxᵀ in an order that can change from call to call on
+    the same block (test_run_score_and_update_on_a_store_equal_the_same_on_disk saw the PCA of one run
+    differ by 2e-16 in 1 run of 12), so the same data gave a different model file.
+
+    >>> moments([np.array([1.0, 2.0]), np.array([0.0, 3.0])], [0.0, 0.0], [1.0, 1.0])[1]
+    array([[5., 6.],
+           [6., 9.]])
+    """
+    mean, scale = (np.ascontiguousarray(v, dtype=np.float64) for v in (mean, scale))
+    d = mean.shape[0]
+    columns = _checked_columns(columns, d)
+    sum_x, sum_xx = np.zeros(d), np.zeros((d, d))
+    if len(columns[0]):
+        _run(_columns_moments, columns, mean, scale, sum_x, sum_xx)
+    return sum_x, sum_xx
+
+
 def warm_up(d: int) -> None:
     """Loads (or compiles) the loops for d float64 feature columns, as a pass over kept blocks and the
     client's `nearest` call them: numba's first call in a process costs ~0.17 s of set-up (after its 0.08 s
     import) even when the code is cached."""
     columns = [np.zeros(1) for _ in range(d)]
     cluster_sums(columns, np.zeros(d), np.ones(d), [np.zeros((1, d))])
+    moments(columns, np.zeros(d), np.ones(d))
     nearest_rows(columns, np.zeros((1, d)))
 
 

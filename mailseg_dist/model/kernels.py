@@ -19,9 +19,9 @@ from mailseg_dist.core.progress import compute
 
 def _columns(x) -> list[np.ndarray]:
     """x's columns as float64 arrays: views of a Fortran-ordered block (the scaled blocks are: feature_matrix
-    builds them so), one copy a column otherwise."""
+    builds them so), one copy a column otherwise (made here once, not by each loop that reads them)."""
     x = np.asarray(x, dtype=np.float64)
-    return [x[:, f] for f in range(x.shape[1])]
+    return [np.ascontiguousarray(x[:, f]) for f in range(x.shape[1])]
 
 
 def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,16 +43,14 @@ def block_partials(x: np.ndarray, centers_list: list[np.ndarray], totals: bool =
 
     The per-cluster sums come from the compiled loop (fused.cluster_sums) over x's columns: 2.3 ms for a
     100,000 × 8 block and k = 6, against 4.9 ms for the NumPy steps it replaced (a GEMM for the labels and
-    one against their indicator). Σx and Σxxᵀ, the same on every pass over the same rows, are another
-    0.9 ms: Lloyd asks for them once (`stats_many`)."""
-    from mailseg_dist.model.fused import cluster_sums  # numba: imported by the workers that run a pass
+    one against their indicator). Σx and Σxxᵀ (fused.moments, in a fixed order), the same on every pass
+    over the same rows, are another 1.7 ms: Lloyd asks for them once (`stats_many`)."""
+    from mailseg_dist.model.fused import cluster_sums, moments  # numba: imported by the workers that run a pass
 
     x = np.asarray(x, dtype=np.float64)
-    d = x.shape[1]
-    sums = cluster_sums(_columns(x), np.zeros(d), np.ones(d), centers_list)
-    # Row-wise as ever: on C-ordered rows (a NumPy array's blocks) BLAS sums Σxxᵀ in another order than
-    # on their columns, and the one-pass covariance (quality.fit_pca) shows it at 1e-8 with offset data.
-    return flat_partials(x.shape[0], sums, (x.sum(axis=0), x.T @ x) if totals else None)
+    columns, zeros, ones = _columns(x), np.zeros(x.shape[1]), np.ones(x.shape[1])
+    sums = cluster_sums(columns, zeros, ones, centers_list)
+    return flat_partials(x.shape[0], sums, moments(columns, zeros, ones) if totals else None)
 
 
 def flat_partials(n: int, sums: list[np.ndarray], totals=None) -> np.ndarray:
