@@ -24,8 +24,8 @@ above), cached in bench/.work/seed<S>/users_<N>.<ext>. Approaches, each in its o
   engagement_score, StandardScaler, KMeans(n_clusters=6, random_state=seed). A fit, no outputs written. Skipped
   when its estimated peak (SKLEARN_BYTES_PER_ROW, measured at 10M) exceeds 80% of RAM.
 - `daskml`: dask-ml as its users run it, on a LocalCluster like mailseg's (2 workers x 1 thread, 4 GiB): read
-  (xlsx through pandas/calamine then from_pandas; Parquet with dd.read_parquet), features persisted, dask-ml
-  StandardScaler (persisted), dask-ml KMeans(n_clusters=6, random_state=seed) with its defaults (k-means||).
+  (xlsx through pandas/calamine then from_pandas; Parquet with dd.read_parquet, a partition a row group), features
+  persisted, dask-ml StandardScaler (persisted), dask-ml KMeans(n_clusters=6, random_state=seed) with its defaults (k-means||).
 - `mailseg_k6`, `mailseg_auto`: the CLI, `mailseg run INPUT --data-dir D --out O --k 6|auto --json`, D and O new
   and empty each time, run from an empty folder (no conf/local.yaml). Records the summary's `timings`, the
   stage lines it logs (publish's parts are only there), its wall time including process start, imports and the
@@ -258,7 +258,10 @@ def daskml_approach(path: str, seed: int, clock: Clock, scratch: Path, silhouett
             if path.endswith(".xlsx"):
                 ddf = dd.from_pandas(read_frame(path, engine="calamine"), npartitions=2)
             else:
-                ddf = dd.read_parquet(path)
+                # One partition a row group (200,000 users): dd.read_parquet's default made the 10M-user file (125 MB,
+                # under its 256 MiB blocksize) one partition, and dask-ml's StandardScaler then killed every 4 GiB
+                # worker on that 640 MB chunk (KilledWorker on 2026-12-03 and 2026-12-04): what a user would change.
+                ddf = dd.read_parquet(path, split_row_groups=True)
             ddf = ddf.assign(engagement_score=ddf["open"] + 2 * ddf["click"] + 3 * ddf["Comprador"])
             x = ddf[FEATURES].astype("float64").to_dask_array(lengths=True).persist()
             wait(x)
