@@ -379,7 +379,8 @@ def test_workers_with_other_package_versions_are_refused(tmp_path, small_csv):
 # unmanaged memory while working; Dask pauses it at 80% of its limit, and when every worker is paused on
 # memory it cannot spill the job never finishes (seen with 2 x 600 MiB on 16M users, while the Parquet reader still
 # pre-buffered). 1 GiB leaves room: 40M users once peaked at 587 MiB per worker, 60M at 640 MiB, and on
-# 2026-12-03 40M users reached 643 MiB twice (CI and here), over the 640 MiB at which Dask pauses an 800 MiB worker.
+# 2026-12-03 40M users reached 643 MiB twice (CI and here), over the 640 MiB at which Dask pauses an 800 MiB worker;
+# on 2026-12-04 642-716 MiB in two runs, each peak while the ingest read and cleaned the input (the printout names the stage).
 MEM_WORKER_LIMIT_MIB = int(os.environ.get("MAILSEG_MEMTEST_LIMIT_MIB", 1024))
 MEM_ROWS = int(os.environ.get("MAILSEG_MEMTEST_ROWS", 40_000_000))  # ~3-5 min here
 BYTES_PER_ROW = (11 + 8) * 8  # lower bound before the run: clean columns + scaled features, 8 bytes each
@@ -392,6 +393,7 @@ class _Watch:
 
     def __init__(self, client):
         self.client, self.peaks, self.stop = client, {}, threading.Event()
+        self.peak_times: dict[str, float] = {}  # time.monotonic() of each worker's peak
         self.paused: set[str] = set()
         self.paused_since: float | None = None
         self.stuck = False
@@ -405,7 +407,8 @@ class _Watch:
         while not self.stop.wait(0.5):
             try:
                 for worker, value in self.client.run(rss).items():
-                    self.peaks[worker] = max(self.peaks.get(worker, 0), value)
+                    if value > self.peaks.get(worker, 0):
+                        self.peaks[worker], self.peak_times[worker] = value, time.monotonic()
                 workers = self.client.scheduler_info(n_workers=-1)["workers"]
             except Exception:  # a worker leaving mid-call: the assertions report it
                 continue
@@ -435,17 +438,23 @@ def test_data_larger_than_worker_memory_completes(tmp_path):
         job = subprocess.Popen(run_cmd(tmp_path / "users.parquet", tmp_path, config, "--scheduler", procs.address,
                                        "--k", 4), cwd=tmp_path, env=mailseg_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-        watch = _Watch(client)
+        watch, lines, out = _Watch(client), [], []  # stderr lines timed as they come: the stage of each peak
         watcher = threading.Thread(target=watch.run, args=(job,), daemon=True)
-        watcher.start()
+        readers = [threading.Thread(target=lambda: lines.extend((time.monotonic(), ln) for ln in job.stderr)),
+                   threading.Thread(target=lambda: out.append(job.stdout.read()))]  # neither pipe may fill up
+        for thread in (watcher, *readers):
+            thread.start()
         try:
-            stdout, stderr = job.communicate(timeout=3600)
+            job.wait(timeout=3600)
         finally:
             watch.stop.set()
             watcher.join()
             if job.poll() is None:
                 job.kill()
-                job.communicate()
+                job.wait()
+            for thread in readers:
+                thread.join()
+            stdout, stderr = out[0], "".join(ln for _, ln in lines)
         logs = procs.log("scheduler") + procs.log("worker-0") + procs.log("worker-1")
     assert not watch.stuck, f"every worker paused on memory for {ALL_PAUSED_LIMIT} s: the job could not progress"
     assert job.returncode == 0, stderr[-3000:]
@@ -471,7 +480,14 @@ def test_data_larger_than_worker_memory_completes(tmp_path):
           f"scaled features {MEM_ROWS * 64 / 2**20:.0f} MiB, per-user results {results_bytes / 2**20:.0f} MiB "
           f"({results_bytes / total_limit:.2f}x); run {summary['timings']['total']:.0f} s "
           f"({', '.join(f'{k} {v:.0f} s' for k, v in summary['timings'].items() if k != 'total')}), peak worker RSS "
-          + ", ".join(f"{v / 2**20:.0f} MiB" for v in watch.peaks.values()))
+          + ", ".join(f"{v / 2**20:.0f} MiB during {stage_at(lines, watch.peak_times[w])!r}"
+                      for w, v in watch.peaks.items()))
+
+
+def stage_at(lines: list[tuple[float, str]], moment: float) -> str:
+    """The stage the job had last announced (a stderr line ending in " …") at `moment` (time.monotonic)."""
+    started = [line.strip() for at, line in lines if at <= moment and line.rstrip().endswith(" …")]
+    return started[-1] if started else "before the first stage"
 
 
 def pandas_bytes_per_row(dataset: Path) -> float:
