@@ -17,7 +17,9 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from mailseg_dist.core import id_buckets
 from mailseg_dist.core.errors import InputDataError
+from mailseg_dist.core.id_buckets import joined, split_by_id
 from mailseg_dist.core.parquet import parquet_files
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.storage import parquet_metadata
@@ -25,7 +27,6 @@ from mailseg_dist.inputs.schema import ID
 
 ABSENT = -1  # the cluster of a user missing from one of the months
 BUCKET_ROWS = 1_000_000  # users of one month a bucket holds at most (~140 MB a month while matching)
-MAX_THREAD_BUCKETS = 64
 
 
 def _ids(part: pd.DataFrame, as_text: bool) -> np.ndarray:
@@ -34,19 +35,8 @@ def _ids(part: pd.DataFrame, as_text: bool) -> np.ndarray:
 
 
 def _split(part: pd.DataFrame, buckets: int, as_text: bool) -> tuple:
-    """(ids, clusters) of `part` for each bucket of hash(Id) (pandas' hash: the same in every process)."""
-    ids, clusters = _ids(part, as_text), part["cluster"].to_numpy(np.int64)
-    bucket = (pd.util.hash_array(ids) % np.uint64(buckets)).astype(np.int64)
-    order = np.argsort(bucket, kind="stable")
-    bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
-    ids, clusters = ids[order], clusters[order]
-    return tuple((ids[lo:hi], clusters[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]))
-
-
-def _joined(pieces: list) -> tuple[np.ndarray, np.ndarray]:
-    if not pieces:
-        return np.array([], dtype=np.int64), np.array([], dtype=np.int64)
-    return np.concatenate([ids for ids, _ in pieces]), np.concatenate([c for _, c in pieces])
+    """(ids, clusters) of `part` for each bucket of hash(Id) (core.id_buckets)."""
+    return split_by_id(_ids(part, as_text), buckets, part["cluster"].to_numpy(np.int64))
 
 
 def _tally(then: np.ndarray, now: np.ndarray) -> dict:
@@ -71,8 +61,8 @@ def _unique(ids: np.ndarray, name: str) -> pd.Index:
 
 def _count_bucket(before: list, now: list, names: tuple[str, str]) -> dict:
     """{(cluster before, cluster now): users} of one bucket."""
-    ids_before, clusters_before = _joined(before)
-    ids_now, clusters_now = _joined(now)
+    ids_before, clusters_before = joined(before, 2)
+    ids_now, clusters_now = joined(now, 2)
     _unique(ids_now, names[1])
     where = _unique(ids_before, names[0]).get_indexer(ids_now)  # -1: new this month
     found = where >= 0
@@ -91,20 +81,12 @@ def _pieces(frame: dd.DataFrame, buckets: int, as_text: bool) -> list[list]:
 
 
 def default_buckets(rows: int = 0) -> int:
-    """Two buckets per worker thread of the current Dask client (4 without one, at most 64: each bucket is a
-    key per part), and more when a month has over BUCKET_ROWS users a bucket: a bucket task holds its rows
-    of both months at ~140 bytes a row while matching, so memory stays bounded as months grow. Each part's
-    split costs one task per bucket, so more buckets cost time: at 10M users (2 × 100 parts, 2 threads),
+    """core.id_buckets.default_buckets with at most BUCKET_ROWS users of a month a bucket: a bucket task holds
+    its rows of both months at ~140 bytes a row while matching. At 10M users (2 × 100 parts, 2 threads),
     measured with fixed counts before this rule, 4 buckets took 2.9-3.0 s, 8 took 3.2 s and 16 took 4.2 s
     (the outer merge then 9.2 s); the rule's 10 buckets took 3.7 s against 8.3 s for the merge
     (bench/results/transitions_10000000.json)."""
-    try:
-        from distributed import default_client
-
-        by_threads = min(MAX_THREAD_BUCKETS, max(2, 2 * sum(default_client().nthreads().values())))
-    except (ImportError, ValueError):
-        by_threads = 4
-    return max(by_threads, -(-rows // BUCKET_ROWS))
+    return id_buckets.default_buckets(rows, BUCKET_ROWS)
 
 
 def pair_counts(before: dd.DataFrame, now: dd.DataFrame, buckets: int | None = None,

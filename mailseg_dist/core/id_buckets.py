@@ -1,0 +1,50 @@
+"""Rows split by a hash of their Id into buckets: a shuffle by hand for work that needs every row of an Id.
+
+Two jobs look at all users at once by Id: the duplicate-Id check of the clean pass
+(inputs/duplicate_ids.py) and an update's "who moved where" (model/pair_counts.py). Each part's
+rows are split into `buckets` pieces by hash(Id) (one task per part, pieces kept on its worker),
+and one task per bucket joins its pieces: a row of a given Id lands in the same bucket from every
+part, so a bucket sees all rows of its Ids and no other bucket needs them. Dask's own shuffle does
+the same with more copies in flight (the task shuffle's value_counts held ~740 MiB on a 1 GiB worker
+at 40M users; see duplicate_ids.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+MAX_THREAD_BUCKETS = 64
+
+
+def split_by_id(ids: np.ndarray, buckets: int, *columns: np.ndarray) -> tuple:
+    """Per bucket of hash(Id), the tuple (ids, *columns) of its rows, in their order within the part.
+
+    pandas' hash (`pd.util.hash_array`) is the same in every process, so a worker and the next agree on
+    the bucket of an Id; a number and its text are different Ids here (callers pick one type)."""
+    bucket = (pd.util.hash_array(ids) % np.uint64(buckets)).astype(np.int64)
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+    arrays = [a[order] for a in (ids, *columns)]
+    return tuple(tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:]))
+
+
+def joined(pieces: list, width: int) -> tuple:
+    """One bucket's pieces (tuples of `width` arrays) joined column by column; int64 zeros-length when none."""
+    if not pieces:
+        return tuple(np.array([], dtype=np.int64) for _ in range(width))
+    return tuple(np.concatenate([piece[c] for piece in pieces]) for c in range(width))
+
+
+def default_buckets(rows: int = 0, rows_per_bucket: int = 1_000_000) -> int:
+    """Two buckets per worker thread of the current Dask client (4 without one, at most 64: each bucket is a
+    key per part), and more when the rows would put over `rows_per_bucket` in one: a bucket task holds all
+    its rows at once, so its memory stays bounded as the data grows. Each part's split costs one key per
+    bucket, so more buckets cost time (model/pair_counts.py measures it)."""
+    try:
+        from distributed import default_client
+
+        by_threads = min(MAX_THREAD_BUCKETS, max(2, 2 * sum(default_client().nthreads().values())))
+    except (ImportError, ValueError):
+        by_threads = 4
+    return max(by_threads, -(-rows // rows_per_bucket))

@@ -1,0 +1,79 @@
+"""The cross-part duplicate-Id check and the Id buckets it shares with the month-to-month pair counts,
+against pandas on the same rows."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+
+from mailseg_dist.core.id_buckets import default_buckets, joined, split_by_id
+from mailseg_dist.inputs.duplicate_ids import _repeated_across
+from mailseg_dist.inputs.schema import ID, SOURCE_ROW
+
+
+def users_parts(tmp_path, id_kind: str) -> tuple[list[str], pd.DataFrame]:
+    """Five written users parts (one empty) of 900 rows whose Ids repeat inside and across parts."""
+    rng = np.random.default_rng(11)
+    ids = rng.integers(0, 700, 900)  # ~250 Ids seen twice or more, some three or four times
+    rows = rng.permutation(np.arange(2, 902))  # source rows in no order across parts
+    whole = pd.DataFrame({ID: ids if id_kind == "int" else [f"u{i:04d}" for i in ids], SOURCE_ROW: rows})
+    bounds = [0, 300, 300, 520, 610, 900]  # part 1 is empty
+    files = []
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        files.append(str(tmp_path / f"part-{i:05d}.parquet"))
+        whole.iloc[lo:hi].to_parquet(files[-1], index=False)
+    return files, whole
+
+
+def pandas_first_rows(whole: pd.DataFrame) -> pd.Series:
+    counts = whole[ID].value_counts()
+    repeated = whole[whole[ID].isin(counts[counts > 1].index)]
+    return repeated.groupby(ID)[SOURCE_ROW].min()
+
+
+@pytest.mark.parametrize("id_kind", ["int", "text"])
+@pytest.mark.parametrize("buckets", [1, 3, 16])
+def test_repeated_ids_across_parts_equal_pandas_for_any_bucket_count(tmp_path, id_kind, buckets):
+    files, whole = users_parts(tmp_path, id_kind)
+    with dask.config.set(scheduler="sync"):
+        found = _repeated_across(files, buckets)
+    expected = pandas_first_rows(whole)
+    assert 200 < len(expected) < 400  # the data holds what the check is for
+    pd.testing.assert_series_equal(found.sort_index(), expected.sort_index(), check_names=False)
+
+
+def test_repeated_ids_on_a_distributed_client_with_default_buckets(tmp_path, dask_client):
+    files, whole = users_parts(tmp_path, "int")
+    found = _repeated_across(files)
+    pd.testing.assert_series_equal(found.sort_index(), pandas_first_rows(whole).sort_index(), check_names=False)
+
+
+def test_parts_without_repeats_give_none(tmp_path):
+    files, whole = users_parts(tmp_path, "int")
+    unique = whole.drop_duplicates(ID)
+    unique.to_parquet(files[0], index=False)
+    with dask.config.set(scheduler="sync"):
+        assert len(_repeated_across(files[:1], 4)) == 0
+
+
+@pytest.mark.parametrize("ids", [np.arange(50, dtype=np.int64) * 7919, np.array([f"id{i}" for i in range(50)],
+                                                                                   dtype=object)])
+def test_split_by_id_puts_each_id_in_one_bucket_and_keeps_row_order(ids):
+    part_a, part_b = ids[:30], ids[20:]  # Ids 20..29 in both parts
+    split_a = split_by_id(part_a, 4, np.arange(30))
+    split_b = split_by_id(part_b, 4, np.arange(30))
+    assert sum(len(piece[0]) for piece in split_a) == 30  # every row in exactly one bucket
+    for piece in split_a:
+        assert list(piece[0]) == list(part_a[piece[1]])  # the rows' other columns travel with them
+        assert list(piece[1]) == sorted(piece[1])  # in their order within the part
+    bucket_of = {v: b for b, piece in enumerate(split_a) for v in piece[0]}
+    assert all(bucket_of.get(v, b) == b for b, piece in enumerate(split_b) for v in piece[0])
+    assert [len(c) for c in joined([], 2)] == [0, 0]
+
+
+def test_default_buckets_grow_with_the_rows_beyond_the_threads():
+    base = default_buckets()  # by the threads of the client, if one is running
+    assert default_buckets(base * 1000, rows_per_bucket=1000) == base
+    assert default_buckets(base * 1000 + 1, rows_per_bucket=1000) == base + 1
