@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mailseg_dist.core.id_buckets import default_buckets, joined, split_by_id
+from mailseg_dist.core.id_buckets import default_buckets, joined, repeated_ids, split_by_id
 from mailseg_dist.inputs.duplicate_ids import _repeated_across
 from mailseg_dist.inputs.schema import ID, SOURCE_ROW
 
@@ -48,6 +48,22 @@ def test_repeated_ids_on_a_distributed_client_with_default_buckets(tmp_path, das
     files, whole = users_parts(tmp_path, "int")
     found = _repeated_across(files)
     pd.testing.assert_series_equal(found.sort_index(), pandas_first_rows(whole).sort_index(), check_names=False)
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_repeated_ids_of_parts_given_as_arrays_and_series_equal_pandas(as_text):
+    """As the event-log check hands them over: each part's ids a Series (or an array), one part empty."""
+    rng = np.random.default_rng(5)
+    parts = [rng.integers(0, 400, n) for n in (250, 0, 120, 300)]
+    if as_text:
+        parts = [pd.Series([f"e{i}" for i in part], dtype=object) for part in parts]
+    whole = pd.concat([pd.Series(p) for p in parts], ignore_index=True)
+    expected = sorted(whole[whole.duplicated()].unique())
+    with dask.config.set(scheduler="sync"):
+        for buckets in (1, 5):
+            found = repeated_ids(parts, len(whole), buckets)
+            assert sorted(found) == expected and len(found) == len(set(found))
+    assert len(expected) > 100
 
 
 def test_parts_without_repeats_give_none(tmp_path):

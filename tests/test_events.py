@@ -161,7 +161,7 @@ def increasing_log(folder: Path, id_kind: str, reexport: bool) -> tuple[list[str
 def test_only_parts_whose_event_id_ranges_overlap_are_compared_for_repeated_ids(tmp_path, dask_client, id_kind,
                                                                                reexport):
     """Increasing ids: each part's own repeats suffice (no second read of any part); a re-exported block meets
-    only the part it repeats, and those two alone go through the value_counts. The first copy is kept."""
+    only the part it repeats, and those two alone go through the Id-bucket check. The first copy is kept."""
     paths, events = increasing_log(tmp_path / "in", id_kind, reexport)
     catalog = Catalog(config(), data_dir=tmp_path / "data")
     summary = ingest_events(paths, config(), catalog, month="2026-02", client=dask_client)

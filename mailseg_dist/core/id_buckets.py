@@ -11,10 +11,14 @@ at 40M users; see duplicate_ids.py).
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pandas as pd
 
+from mailseg_dist.core.progress import compute
+
 MAX_THREAD_BUCKETS = 64
+BUCKET_IDS = 2_000_000  # Ids a `repeated_ids` bucket task holds at most: 8 bytes each, ~4x that while checked
 
 
 def split_by_id(ids: np.ndarray, buckets: int, *columns: np.ndarray) -> tuple:
@@ -48,3 +52,27 @@ def default_buckets(rows: int = 0, rows_per_bucket: int = 1_000_000) -> int:
     except (ImportError, ValueError):
         by_threads = 4
     return max(by_threads, -(-rows // rows_per_bucket))
+
+
+def _split_ids(ids, buckets: int) -> tuple:
+    return split_by_id(np.asarray(ids), buckets)
+
+
+def _repeated_in_bucket(pieces: list) -> np.ndarray:
+    """The Ids seen more than once in one bucket's pieces."""
+    (ids,) = joined(pieces, 1)
+    return pd.unique(ids[pd.Index(ids).duplicated()])
+
+
+def repeated_ids(id_parts: list, rows: int, buckets: int | None = None) -> np.ndarray:
+    """The Ids seen more than once across `id_parts` (each a part's Ids as a 1-D array or Series, or a Delayed
+    that gives one; `rows` of them in all), in one compute: only the repeated Ids come back.
+
+    Each part's Ids are split into `buckets` pieces (default_buckets(rows, BUCKET_IDS) when not given) and
+    each bucket is checked by one task. Why not Dask's value_counts: its task shuffle held the most memory of the whole ingest at 40M
+    users with random Ids on 1 GiB workers, and took 3x as long (bench/bench_duplicates.py)."""
+    buckets = buckets or default_buckets(rows, BUCKET_IDS)
+    split = [dask.delayed(_split_ids, nout=buckets, pure=True)(part, buckets) for part in id_parts]
+    found = compute(*[dask.delayed(_repeated_in_bucket, pure=True)([parts[b] for parts in split])
+                      for b in range(buckets)])
+    return np.concatenate(found)

@@ -19,14 +19,13 @@ import dask
 import numpy as np
 import pandas as pd
 
-from mailseg_dist.core.id_buckets import default_buckets, joined, split_by_id
+from mailseg_dist.core.id_buckets import repeated_ids
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.storage import open_parquet, parquet_metadata
 from mailseg_dist.inputs.overlap import overlapping
 from mailseg_dist.inputs.schema import ID, SOURCE_ROW
 
 NO_DUPLICATES = pd.Series(dtype="int64")
-BUCKET_ROWS = 2_000_000  # Ids a bucket task holds at most: 8 bytes each in its pieces, ~4x that while checked
 
 
 def part_summary(valid: pd.DataFrame) -> dict:
@@ -46,17 +45,6 @@ def _part_columns(users_part: str, columns: list[str]) -> dict:
     return {c: table.column(c).to_numpy(zero_copy_only=False) for c in columns}
 
 
-def _id_pieces(users_part: str, buckets: int) -> tuple:
-    """The Ids of one written users part for each bucket of hash(Id) (core.id_buckets)."""
-    return split_by_id(_part_columns(users_part, [ID])[ID], buckets)
-
-
-def _repeated_in_bucket(pieces: list) -> np.ndarray:
-    """The Ids seen more than once in one bucket's pieces."""
-    (ids,) = joined(pieces, 1)
-    return pd.unique(ids[pd.Index(ids).duplicated()])
-
-
 def _first_rows_of(users_part: str, repeated: np.ndarray) -> pd.Series:
     """Id → lowest source row in one users part, for the `repeated` Ids it holds."""
     columns = _part_columns(users_part, [ID, SOURCE_ROW])
@@ -67,15 +55,11 @@ def _first_rows_of(users_part: str, repeated: np.ndarray) -> pd.Series:
 def _repeated_across(files: list[str], buckets: int | None = None) -> pd.Series:
     """Ids seen in more than one row of these users parts → lowest source row (empty when none).
 
-    The Ids are bucketed by hash(Id) (core.id_buckets), 8 bytes a row held until their bucket is checked;
-    the source rows of the repeated Ids (few, usually none) are read in a second compute. Why not Dask's
-    value_counts: its task shuffle held the most memory of the whole ingest at 40M users with random Ids
-    on 1 GiB workers (738 and 696 MiB, against 819 MiB where a worker pauses). `buckets`: default_buckets
-    with at most BUCKET_ROWS rows a bucket."""
-    buckets = buckets or default_buckets(sum(parquet_metadata(f).num_rows for f in files), BUCKET_ROWS)
-    split = [dask.delayed(_id_pieces, nout=buckets, pure=True)(f, buckets) for f in files]
-    repeated = np.concatenate(compute(*[dask.delayed(_repeated_in_bucket, pure=True)([parts[b] for parts in split])
-                                        for b in range(buckets)]))
+    The repeated Ids come from core.id_buckets.repeated_ids (hash buckets of the Id column, 8 bytes a row
+    held until its bucket is checked; `buckets`: theirs); their source rows (few, usually none) from a
+    second compute."""
+    ids = [dask.delayed(_part_columns, pure=True)(f, [ID])[ID] for f in files]
+    repeated = repeated_ids(ids, sum(parquet_metadata(f).num_rows for f in files), buckets)
     if not len(repeated):
         return NO_DUPLICATES
     repeated = dask.delayed(repeated, pure=True)  # one key every task reads, not a copy in each

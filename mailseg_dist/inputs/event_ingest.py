@@ -245,7 +245,7 @@ def ingest_events(patterns: list[str], cfg: dict, catalog: Catalog, month: str |
         total = sum(r["rows"] for r in read)
         split_out = cfg["events"]["users_parts"]
         split_out = max(1, -(-total // EVENTS_PER_USERS_PART)) if split_out == "auto" else split_out
-        first = ev.first_pass(read, split_out, by_month)
+        first = ev.first_pass(read, by_month)
         t_first = time.perf_counter()
         months = [_month_text(m) for m in first["months"]] if by_month else [month]
         first["all_months"] = months

@@ -1,13 +1,13 @@
 """The raw events layer → per-user partial sums → one users row per customer (and month), with Dask.
 
 How the work is split, and what it costs:
-1. One pass over the valid events' ids finds the duplicated event ids: `value_counts(split_out=n)`
-   is a tree reduction whose output is hash-partitioned by event id, so no worker ever holds more
-   than its share of the distinct ids; only ids seen twice or more, with the place of their first
-   copy (file, row), come back to the client (a duplicate-free log sends back nothing). The same
-   pass finds the months and the time window of the events.
-   Cost: one extra read of the id/ts columns of the raw layer (Parquet, projected) and a hash
-   aggregation of all event ids; memory is the distinct ids over n output partitions.
+1. The duplicated event ids: each part notes, as it is written, its id range and the ids repeated
+   inside it; only parts whose id ranges overlap are read again, their valid ids split by a hash
+   into buckets and each bucket checked by one task (core.id_buckets.repeated_ids), so no worker
+   holds more than the ids of its buckets; only ids seen twice or more, with the place of their
+   first copy (file, row), come back to the client (a duplicate-free log sends back nothing).
+   Cost: one extra read of the id column of the overlapping parts (none for a log exported in id
+   order); memory: 8 bytes an id held until its bucket is checked.
 2. Each raw partition turns its events into per-event indicator columns (map_partitions), and
    `groupby(customer).agg(..., split_out=n)` sums them: per-partition partial sums per customer
    (the chunk step), combined pairwise in a tree (split_every), hash-partitioned into n
@@ -22,6 +22,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from mailseg_dist.core.id_buckets import repeated_ids
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.settings import EVENT_KINDS
 from mailseg_dist.inputs.overlap import overlapping
@@ -126,7 +127,7 @@ def part_summary(frame: pd.DataFrame, tz: str, by_month: bool) -> dict:
 def overlapping_parts(parts: list[dict], text_ids: tuple[str, ...]) -> list[dict]:
     """The parts whose event-id range meets another part's: only there can an id repeat across parts.
 
-    A log exported by date with increasing event ids (the common case) has none, and the value_counts
+    A log exported by date with increasing event ids (the common case) has none, and the check
     over every id (a second read and a hash aggregation of all ids: 17 of 75 s at 50M events) is skipped.
     Ids that are numbers in some files and text in others cannot be ordered together: every part."""
     ranged = [p for p in parts if p["summary"]["id_range"] is not None]
@@ -136,31 +137,31 @@ def overlapping_parts(parts: list[dict], text_ids: tuple[str, ...]) -> list[dict
     return [ranged[i] for i in overlapping([p["summary"]["id_range"] for p in ranged])]
 
 
-def _repeated_across(read: list[dict], parts: list[dict], split_out: int) -> pd.Series:
-    """Ids repeated among `parts` → the place of their first copy: value_counts (tree reduction,
-    split_out partitions), then a small second computation only when some id repeats."""
-    ids = raw_events(read, ["event_id", "ok"], parts)
-    ids = ids.map_partitions(_valid_ids, meta=_valid_ids(ids._meta))
-    (repeated,) = compute(ids.value_counts(split_out=split_out).pipe(lambda c: c[c > 1]))
+def _repeated_across(read: list[dict], parts: list[dict]) -> pd.Series:
+    """Ids repeated among `parts` → the place of their first copy: core.id_buckets.repeated_ids over the
+    valid ids (hash buckets), then a small second computation only when some id repeats."""
+    frame = raw_events(read, ["event_id", "ok"], parts)
+    ids = frame.map_partitions(_valid_ids, meta=_valid_ids(frame._meta))
+    repeated = repeated_ids(ids.to_delayed(), sum(p["rows"] for p in parts))
     if not len(repeated):
         return pd.Series(dtype="int64")
     located = raw_events(read, ["event_id", "file", "row", "ok"], parts)
     meta = pd.DataFrame({"event_id": located._meta["event_id"], "pos": pd.Series(dtype="int64")})
-    places = located.map_partitions(_repeated_places, pd.Index(repeated.index), meta=meta)
+    places = located.map_partitions(_repeated_places, pd.Index(repeated), meta=meta)
     (kept,) = compute(places.groupby("event_id")["pos"].min())
     return kept
 
 
-def first_pass(read: list[dict], split_out: int, by_month: bool = True) -> dict:
+def first_pass(read: list[dict], by_month: bool = True) -> dict:
     """Duplicated event ids (→ place of the copy kept), months and the time window of the valid events.
 
-    From the parts' summaries (taken when they were written), plus one value_counts over the parts whose
-    event-id ranges overlap, if any."""
+    From the parts' summaries (taken when they were written), plus one check by Id buckets over the parts
+    whose event-id ranges overlap, if any."""
     parts, text_ids = layer_parts(read)
     shared = overlapping_parts(parts, text_ids)
     shared_ids = {id(p) for p in shared}
     inside = [p["summary"]["repeated"] for p in parts if id(p) not in shared_ids and len(p["summary"]["repeated"])]
-    found = inside + ([_repeated_across(read, shared, split_out)] if shared else [])
+    found = inside + ([_repeated_across(read, shared)] if shared else [])
     kept = pd.concat(found) if found else pd.Series(dtype="int64")
     stats = pd.concat([p["summary"]["times"] for p in parts])
     months = sorted(int(m) for m in stats["month"].unique()) if by_month else []
