@@ -249,11 +249,14 @@ def report(rows: int, results: list[dict], load_start: tuple) -> None:
         for other in ("daskml", "daskml_native", "daskml_defaults"):
             if other in by and r["engine"] != other:
                 r[f"speedup_vs_{other}"] = round(by[other]["seconds"] / r["seconds"], 2)
+    from bench_e2e import machine  # here: bench_e2e imports this module
+
     out = HERE / "results" / f"fit_{rows}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"rows": rows, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                "commit": readme_tables.git_commit(),
-                               "machine": f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+                               "machine": f"{psutil.cpu_count()} cores ({machine()['cpu']}), "
+                                          f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
                                "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
                                "results": results, "passes": passes}, indent=2))
     print(render([json.loads(out.read_text())]))

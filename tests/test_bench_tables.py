@@ -49,7 +49,7 @@ def test_replace_block_keeps_the_text_around_the_markers(tables):
 
 @pytest.mark.parametrize("script, issue", [("bench_update_cost", 13), ("bench_view", 15), ("bench_events", 14),
                                            ("bench_xlsx", 12), ("bench_fit", 12), ("bench_features", 12),
-                                           ("bench_update", 13)])
+                                           ("bench_update", 13), ("bench_duplicates", 12)])
 def test_each_bench_block_in_the_readme_matches_its_results(script, issue):
     """README's update-against-refit (issue 13), viewer (15), event-log (14), workbook-writer, fit and feature-option
     (12: the k auto picks moves with the selection rule) tables come from bench/results."""
