@@ -111,7 +111,8 @@ def size_section(r: dict) -> list[str]:
     dirty = " + uncommitted library changes" if g.get("uncommitted_library_files") else ""
     rounds = r["settings"]["repeat"]
     head = (f"**{_users(r['rows'])} users ({r['input']['format']})**: {r['date']}, commit `{g['commit'][:7]}`{dirty}, "
-            f"{m['cores']} cores ({m.get('cpu', 'CPU not recorded')}), {m['ram_gib']:.0f} GiB, load average {m['load_at_start'][0]:.1f} at start and "
+            f"{m['cores']} cores ({m.get('cpu', 'CPU not recorded')}), {m['ram_gib']:.0f} GiB, "
+            f"load average {m['load_at_start'][0]:.1f} at start and "
             f"{m['load_at_end'][0]:.1f} at end; " + ("one run each." if rounds == 1 else f"median of {rounds} interleaved runs."))
     lines = [head, "", "| approach | wall s | CPU s | peak MB | speed-up vs seed, wall / CPU | "
              "speed-up vs sklearn, wall / CPU | memory vs sklearn |", "|---|---|---|---|---|---|---|"]

@@ -1,12 +1,13 @@
 """Rows split by a hash of their Id into buckets: a shuffle by hand for work that needs every row of an Id.
 
-Two jobs look at all users at once by Id: the duplicate-Id check of the clean pass
-(inputs/duplicate_ids.py) and an update's "who moved where" (model/pair_counts.py). Each part's
+Three jobs look at all rows at once by Id: the duplicate-Id checks of the users ingest
+(inputs/duplicate_ids.py) and of event logs (inputs/events.py), and an update's "who moved where"
+(model/pair_counts.py). Each part's
 rows are split into `buckets` pieces by hash(Id) (one task per part, pieces kept on its worker),
 and one task per bucket joins its pieces: a row of a given Id lands in the same bucket from every
 part, so a bucket sees all rows of its Ids and no other bucket needs them. Dask's own shuffle does
-the same with more copies in flight (the task shuffle's value_counts held ~740 MiB on a 1 GiB worker
-at 40M users; see duplicate_ids.py).
+the same with more copies in flight (bench/bench_duplicates.py: at 10M users its task-shuffled
+value_counts added 1.3-1.8x the worker memory of `repeated_ids`).
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def repeated_ids(id_parts: list, rows: int, buckets: int | None = None) -> np.nd
     that gives one; `rows` of them in all), in one compute: only the repeated Ids come back.
 
     Each part's Ids are split into `buckets` pieces (default_buckets(rows, BUCKET_IDS) when not given) and
-    each bucket is checked by one task. Why not Dask's value_counts: its task shuffle held the most memory of the whole ingest at 40M
-    users with random Ids on 1 GiB workers, and took 3x as long (bench/bench_duplicates.py)."""
+    each bucket is checked by one task. Why not Dask's value_counts: its task shuffle held the most memory
+    of the whole ingest at 40M users with random Ids on 1 GiB workers, and at 10M users took 2.4-3x as long
+    (bench/bench_duplicates.py)."""
     buckets = buckets or default_buckets(rows, BUCKET_IDS)
     split = [dask.delayed(_split_ids, nout=buckets, pure=True)(part, buckets) for part in id_parts]
     found = compute(*[dask.delayed(_repeated_in_bucket, pure=True)([parts[b] for parts in split])

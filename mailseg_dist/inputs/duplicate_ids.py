@@ -2,13 +2,13 @@
 
 The clean pass (ingest.clean_layer) writes each part's valid rows as users at once and reports, per
 part, the range of its valid Ids and the Ids repeated inside it (→ their lowest source row). Then:
-1. only parts whose Id ranges overlap (inputs.overlap) are compared: the Id and source-row columns
-   of their written users parts, split by hash(Id) into buckets (core.id_buckets), each bucket's
-   Ids seen twice or more with their lowest source row; Ids repeated inside any other part come
-   from its summary;
+1. only parts whose Id ranges overlap (inputs.overlap) are compared: the Id column of their
+   written users parts, split by hash(Id) into buckets (core.id_buckets.repeated_ids), each
+   bucket's Ids seen twice or more, then, only when there are some, their lowest source row; Ids
+   repeated inside any other part come from its summary;
 2. a part that may hold a later copy of a repeated Id is cleaned again with those first rows (its
    later copies go to the ledger naming the row kept); every other part stays as written.
-A file without repeated Ids (the usual case) costs one read of two columns of the overlapping
+A file without repeated Ids (the usual case) costs one read of the Id column of the overlapping
 parts, and one exported in Id order costs nothing; the old way coerced every part twice (10M users:
 clean 18.5 s, of which about 8 s was the first coercion and the Id hash aggregation).
 """
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mailseg_dist.core.id_buckets import repeated_ids
+from mailseg_dist.core.parquet import table_columns
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.storage import open_parquet, parquet_metadata
 from mailseg_dist.inputs.overlap import overlapping
@@ -41,8 +42,7 @@ def part_summary(valid: pd.DataFrame) -> dict:
 def _part_columns(users_part: str, columns: list[str]) -> dict:
     """Columns of one written users part as arrays."""
     with open_parquet(users_part) as parquet:
-        table = parquet.read(columns=columns)
-    return {c: table.column(c).to_numpy(zero_copy_only=False) for c in columns}
+        return table_columns(parquet.read(columns=columns), columns)
 
 
 def _first_rows_of(users_part: str, repeated: np.ndarray) -> pd.Series:
@@ -85,7 +85,6 @@ def first_rows(summaries: list[dict], users_files: list[str]) -> tuple[pd.Series
 
 def has_later_copy(users_part: str, first: pd.Series) -> bool:
     """Whether a written users part holds a row of a repeated Id other than its first one."""
-    with open_parquet(users_part) as parquet:
-        written = parquet.read(columns=[ID, SOURCE_ROW]).to_pandas()
-    kept_row = written[ID].map(first)
-    return bool((kept_row.notna() & (kept_row != written[SOURCE_ROW])).any())
+    written = _part_columns(users_part, [ID, SOURCE_ROW])
+    kept_row = pd.Series(written[ID]).map(first).to_numpy()
+    return bool((pd.notna(kept_row) & (kept_row != written[SOURCE_ROW])).any())
