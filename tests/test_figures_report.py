@@ -88,3 +88,29 @@ def test_report_reads_stability_and_marks_chosen_k(tmp_path, built):
     assert "inestable" in page and "(estable)" in page and "muy estable" in page
     assert page.count('<tr class="chosen"><td>3</td>') == 1 and IMG not in page
     assert context["lang"] == "es" and "600" in page
+
+
+@pytest.mark.parametrize("largest", [37, 146_243, 9_800_000])
+def test_user_count_ticks_are_few_separated_and_never_overlap(largest):
+    """The sizes panel at the default data's 146,243-user segment ran its tick labels together."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from mailseg_dist.outputs.figures import users_axis
+
+    fig = Figure(figsize=(12, 3.2))  # as segments_figure for two segments: sizes on the left half
+    ax = fig.add_subplot(1, 2, 1)
+    ax.barh([0, 1], [largest, largest // 5])
+    ax.set_yticks([0, 1], ["Poco comprometidos de noche\n→ Reactivar con incentivo", "Rebotes: limpiar lista"])
+    ax.set_xlim(0, largest * 1.35)
+    users_axis(ax.xaxis)
+    canvas = FigureCanvasAgg(fig)
+    fig.tight_layout()
+    canvas.draw()
+    shown = [t for t in ax.get_xticklabels() if t.get_text() and 0 <= t.get_position()[0] <= largest * 1.35]
+    boxes = sorted((t.get_window_extent(canvas.get_renderer()) for t in shown), key=lambda b: b.x0)
+    assert 2 <= len(shown) <= 6
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))  # no two labels touch
+    if largest >= 1000:
+        assert any("," in t.get_text() for t in shown)
+    assert all(float(t.get_text().replace(",", "")).is_integer() for t in shown)
