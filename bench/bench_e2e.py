@@ -89,6 +89,8 @@ TIMED_OUT = ("sklearn", "daskml")
 TARGETS = [
     {"rows": 212_292, "approach": "mailseg_auto", "what": "end to end, every output", "max_wall_s": 15},
     {"rows": 212_292, "approach": "mailseg_auto", "what": "faster than the seed approach", "min_speedup_vs_seed": 18},
+    {"rows": 212_292, "approach": "mailseg_auto", "what": "ingest (read the xlsx, clean, write Parquet) beyond the "
+     "cluster start", "stage": ["ingest_read", "ingest_clean"], "max_stage_s": 3},
     {"rows": 10_000_000, "approach": "mailseg_k6", "what": "end to end, every output", "max_wall_s": 60},
     {"rows": 10_000_000, "approach": "mailseg_k6", "what": "publish (every output after the model)", "stage": "publish",
      "max_stage_s": 20},
@@ -479,7 +481,7 @@ def check_targets(rows: int, results: dict) -> list[dict]:
             row.update(measured=entry["wall_s"], met=entry["wall_s"] <= target["max_wall_s"],
                        factor_to_go=round(entry["wall_s"] / target["max_wall_s"], 2))
         elif "max_stage_s" in target:
-            seconds = entry["stages"][target["stage"]]
+            seconds = round(sum(entry["stages"][name] for name in _names(target["stage"])), 3)
             row.update(measured=seconds, met=seconds <= target["max_stage_s"],
                        factor_to_go=round(seconds / target["max_stage_s"], 2))
         elif "max_peak_mb" in target:
@@ -495,6 +497,11 @@ def check_targets(rows: int, results: dict) -> list[dict]:
             row.update(measured=None, met=False, note="the seed approach was not measured")
         out.append(row)
     return out
+
+
+def _names(stage: str | list[str]) -> list[str]:
+    """A target's stage, or the stages whose seconds it adds up."""
+    return [stage] if isinstance(stage, str) else list(stage)
 
 
 def per_user_ratio(rows: int, entry: dict, target: dict, results_dir: Path = HERE / "results") -> dict:

@@ -100,3 +100,16 @@ def test_the_100m_target_is_the_peak_memory_of_the_process_tree(e2e, tables):
     assert tables.target_text(target).endswith("≤ 6,144 MB: 7,066 MB (not met, 1.15× too much)")
     [target] = e2e.check_targets(100_000_000, {"mailseg_k6": dict(runs["mailseg_k6"], peak_rss_mb=3583.3)})
     assert target["met"] and target["measured"] == 3583.3
+
+
+def test_the_212k_ingest_target_adds_the_read_and_clean_stages(e2e, tables):
+    stages = {"startup": 2.6, "ingest_read": 2.05, "ingest_clean": 1.39, "model": 3.3}
+    runs = {"mailseg_auto": {"status": "ok", "wall_s": 14.6, "stages": stages}}
+    [target] = [t for t in e2e.check_targets(212_292, runs) if t.get("stage")]
+    assert (target["stage"], target["max_stage_s"]) == (["ingest_read", "ingest_clean"], 3)
+    assert (target["measured"], target["met"], target["factor_to_go"]) == (3.44, False, 1.15)
+    assert tables.target_text(target).endswith("beyond the cluster start ≤ 3 s: 3.4 s (not met, 1.15× too slow)")
+    faster = dict(stages, ingest_read=1.6)
+    [target] = [t for t in e2e.check_targets(212_292, {"mailseg_auto": dict(runs["mailseg_auto"], stages=faster)})
+                if t.get("stage")]
+    assert target["met"] and target["measured"] == 2.99
