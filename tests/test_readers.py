@@ -208,6 +208,12 @@ def _awkward_book(path, mixed: bool = False, dates: bool = False):
     return path
 
 
+def _cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's text (None where empty) as Python objects: fastexcel's chunks hold Arrow-backed pandas
+    strings, the row readers' Python objects; the raw layer's Parquet is the same from either."""
+    return frame.astype(object).where(frame.notna(), None)
+
+
 @pytest.mark.parametrize("shape, fast", [({}, True), ({"mixed": True}, False), ({"dates": True}, False)])
 def test_xlsx_engines_read_the_same_text_and_rows_whichever_runs(tmp_path, shape, fast):
     """fastexcel takes a sheet whose columns each hold one kind of cell; any other goes row by row."""
@@ -217,7 +223,7 @@ def test_xlsx_engines_read_the_same_text_and_rows_whichever_runs(tmp_path, shape
     assert read["fastexcel"][0].options["engine"] == ("fastexcel" if fast else "calamine")
     # a date is '2026-01-05' to calamine and '2026-01-05 00:00:00' to openpyxl (either way text, rejected)
     for engine in ("calamine",) if shape.get("dates") else ("calamine", "openpyxl"):
-        pd.testing.assert_frame_equal(read["fastexcel"][2], read[engine][2], obj=engine)
+        pd.testing.assert_frame_equal(_cells(read["fastexcel"][2]), _cells(read[engine][2]), obj=engine)
         assert [len(c) for c in read["fastexcel"][1]] == [len(c) for c in read[engine][1]]
         assert read["fastexcel"][0].columns == read[engine][0].columns
     frame = read["fastexcel"][2]
@@ -398,3 +404,20 @@ def test_streaming_a_parquet_input_holds_one_row_group_not_the_file(tmp_path):
     assert rows == group_rows * groups
     assert peak < 4 * group_bytes, f"{peak / 2**20:.0f} MiB held while streaming {groups} groups of " \
                                    f"{group_bytes / 2**20:.1f} MiB"
+
+
+def test_number_texts_are_cell_text_at_every_magnitude():
+    """Arrow's casts (readers.number_text_array) write each number as `cell_text` does, whole or not, small
+    or large, including where Arrow's own form of a fraction differs (below 1e-4, from 1e10: repr's)."""
+    rng = np.random.default_rng(7)
+    magnitudes = 10.0 ** rng.uniform(-12, 22, 60_000) * rng.choice([-1.0, 1.0], 60_000)
+    edges = [np.nan, 0.0, -0.0, 1e-4, np.nextafter(1e-4, 0), 1e10, np.nextafter(1e10, 0), 2.0**53, 2.0**53 + 2,
+             -(2.0**53), 0.1 + 0.2, 1 / 3, 17.333333, 2.5, 1e20, 1e-7, 2.5e-5, 123456789.125, np.inf, -np.inf]
+    values = np.concatenate([magnitudes, rng.uniform(0, 24, 20_000), np.round(rng.uniform(0, 7, 20_000), 2),
+                             rng.integers(-10**6, 10**6, 20_000).astype(float), edges])
+    expected = [readers.cell_text(None if np.isnan(v) else float(v)) for v in values]
+    assert readers.number_text_array(values).to_pylist() == expected
+    assert readers.number_texts(values).tolist() == expected
+    outside = np.abs(magnitudes) < readers.ARROW_AS_REPR[0]
+    assert outside.sum() > 1000  # the sample reaches the values repr must write, on both sides
+    assert (np.abs(magnitudes) >= readers.ARROW_AS_REPR[1]).sum() > 1000

@@ -5,6 +5,9 @@ over one Python object per cell, which the row reader then walks. The raw layer 
 columns, same text: 1.62 s against 2.62 s (fastexcel's parse 0.72 s, the numbers' text 0.44 s; the
 row reader's parse 1.42 s and its Python walk 1.5 s), three runs each on the quiet 2-core machine;
 in fresh processes, imports included, 2.38 s against 3.24 s, openpyxl 11.55 s (bench/bench_xlsx_read.py).
+The text stays in Arrow from the cast to the Parquet part (`readers.number_text_array`, then pandas
+strings over the same buffers): on the AMD EPYC machine, the numbers' text 0.33 → 0.09 s and the
+parts' writing 0.30 → 0.19 s, the whole raw layer 1.50 → 1.10 s.
 
 A column is taken only when it holds one kind of cell (numbers, or text, or nothing): fastexcel's
 text for a number is rounded (1/3 → '0.333333333'), so a column mixing both, or holding dates or
@@ -22,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from mailseg_dist.inputs.readers import cell_text, number_texts, pick_sheet, schema_header
+from mailseg_dist.inputs.readers import cell_text, number_text_array, pick_sheet, schema_header
 from mailseg_dist.inputs.schema import SOURCE_ROW, missing_required
 
 # Rows looked at for the header: a sheet whose first this many rows are empty goes to the row reader.
@@ -55,14 +59,16 @@ def _header_row(path: Path, name: str) -> tuple[int, tuple] | None:
     return None
 
 
-def _texts(column: pa.ChunkedArray) -> np.ndarray | None:
-    """The column's cells as the row reader's text; None for a kind of cell it leaves to the row reader."""
+def _texts(column: pa.Array | pa.ChunkedArray) -> pa.Array | np.ndarray | None:
+    """The column's cells as the row reader's text (an Arrow string array; NumPy Nones for a column without
+    a value); None for a kind of cell it leaves to the row reader."""
     if pa.types.is_floating(column.type):
-        return number_texts(column.to_numpy(zero_copy_only=False))
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_null(column.type):
-        texts = column.to_numpy(zero_copy_only=False).astype(object)
-        texts[pd.isna(texts) | (texts == "")] = None
-        return texts
+        return number_text_array(column.to_numpy(zero_copy_only=False))
+    if pa.types.is_null(column.type):
+        return np.full(len(column), None, dtype=object)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        texts = (column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column).cast(pa.string())
+        return pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
     return None
 
 
@@ -107,7 +113,15 @@ def column_chunks(path: Path, info, chunk_rows: int, sheet: str | None) -> Itera
 def _chunks(columns: list[np.ndarray], header: list[str], first_row: int, chunk_rows: int):
     rows = len(columns[0]) if columns else 0
     for start in range(0, rows, chunk_rows):
-        frame = pd.DataFrame({i: texts[start:start + chunk_rows] for i, texts in enumerate(columns)}, dtype=object)
+        frame = pd.DataFrame({i: _chunk_of(texts, start, chunk_rows) for i, texts in enumerate(columns)})
         frame.columns = header
         frame[SOURCE_ROW] = range(first_row + start, first_row + start + len(frame))
         yield frame
+
+
+def _chunk_of(texts: pa.Array | np.ndarray, start: int, rows: int) -> pd.Series | np.ndarray:
+    """Rows start..start + rows of a column: Arrow text as a pandas string Series over the same buffers
+    (written back to Parquet without a Python object per cell), NumPy Nones as they are."""
+    if isinstance(texts, np.ndarray):
+        return texts[start:start + rows]
+    return texts.slice(start, rows).to_pandas()
