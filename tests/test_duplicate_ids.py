@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mailseg_dist.core import id_buckets
 from mailseg_dist.core.id_buckets import default_buckets, joined, repeated_ids, split_by_id
 from mailseg_dist.inputs.duplicate_ids import _repeated_across
 from mailseg_dist.inputs.schema import ID, SOURCE_ROW
@@ -64,6 +65,35 @@ def test_repeated_ids_of_parts_given_as_arrays_and_series_equal_pandas(as_text):
             found = repeated_ids(parts, len(whole), buckets)
             assert sorted(found) == expected and len(found) == len(set(found))
     assert len(expected) > 100
+
+
+def test_part_groups_are_consecutive_runs_of_about_the_rows_asked():
+    parts = list(range(10))
+    for rows, per_group, count in ((1000, 2000, 1), (1000, 250, 4), (1000, 1, 10), (0, 100, 1)):
+        groups = id_buckets.part_groups(parts, rows, per_group)
+        assert [p for g in groups for p in g] == parts and len(groups) == count
+        assert max(map(len, groups)) - min(map(len, groups)) <= 1
+    assert id_buckets.part_groups([], 0, 10) == []
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "distributed"])
+def test_repeated_ids_split_in_runs_of_parts_equal_pandas(scheduler, monkeypatch, request):
+    """Runs of several parts (BUCKET_IDS lowered so that 12 parts, two of them empty, make 5 runs) find the
+    same repeated Ids as pandas, with text and integer Ids."""
+    monkeypatch.setattr(id_buckets, "BUCKET_IDS", 500)
+    rng = np.random.default_rng(11)
+    sizes = (250, 0, 120, 300, 180, 0, 260, 90, 310, 200, 150, 240)
+    numbers = [rng.integers(0, 1500, n) for n in sizes]
+    client = request.getfixturevalue("dask_client") if scheduler == "distributed" else None
+    for parts in (numbers, [pd.Series([f"u{i}" for i in part], dtype=object) for part in numbers]):
+        whole = pd.concat([pd.Series(p) for p in parts], ignore_index=True)
+        assert len(id_buckets.part_groups(parts, len(whole), id_buckets.BUCKET_IDS)) == 5
+        expected = sorted(whole[whole.duplicated()].unique())
+        with dask.config.set(scheduler=client or "sync"):
+            for buckets in (1, 7, None):
+                found = repeated_ids(parts, len(whole), buckets)
+                assert sorted(found) == expected and len(found) == len(set(found))
+        assert len(expected) > 200
 
 
 def test_parts_without_repeats_give_none(tmp_path):
