@@ -56,9 +56,10 @@ def default_buckets(rows: int = 0, rows_per_bucket: int = 1_000_000) -> int:
 
 
 def _split_ids(parts: list, buckets: int) -> tuple:
-    """The Ids of consecutive parts, split together (one piece per bucket for the group, not per part)."""
-    arrays = [np.asarray(ids) for ids in parts]
-    return split_by_id(np.concatenate(arrays) if arrays else np.array([], dtype=np.int64), buckets)
+    """The Ids of consecutive parts, one piece per bucket for them all: each part split on its own (a part's
+    sort and hash in memory at a time, not the run's), then each bucket's pieces joined."""
+    pieces = [split_by_id(np.asarray(ids), buckets) for ids in parts]
+    return tuple(joined([piece[b] for piece in pieces], 1) for b in range(buckets))
 
 
 def part_groups(parts: list, rows: int, rows_per_group: int = BUCKET_IDS) -> list[list]:
