@@ -84,8 +84,10 @@ def repeated_ids(id_parts: list, rows: int, buckets: int | None = None) -> np.nd
     one task. Why not Dask's value_counts: its task shuffle held the most memory of the whole ingest at 40M
     users with random Ids on 1 GiB workers, and at 10M users took 2.4-3x as long
     (bench/bench_duplicates.py). Why runs of parts, not each part: the pieces are parts x buckets keys, and
-    both grow with the rows; 1,000 parts of 20,000 random Ids in 50 buckets (a 100M-user ingest's counts)
-    took 63-72 s split part by part and 9.2-9.3 s in 50 runs, same Ids found, on 2 local workers."""
+    both grow with the rows. On 2 local workers, 600 parts of 20,000 random Ids in 30 buckets took 19-20 s
+    split part by part and 2.1 s in 30 runs (1,000 x 50, a 100M-user ingest's counts: 63-72 s, and 9.2 s
+    in runs that concatenated their parts first, which also raised the 10M check's worker peak); the
+    100M-user ingest's clean went from 145.5 to 86.7 s (bench_e2e.py)."""
     buckets = buckets or default_buckets(rows, BUCKET_IDS)
     split = [dask.delayed(_split_ids, nout=buckets, pure=True)(group, buckets)
              for group in part_groups(list(id_parts), rows, BUCKET_IDS)]
