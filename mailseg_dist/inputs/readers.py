@@ -148,8 +148,9 @@ def number_texts(numbers: np.ndarray) -> np.ndarray:
     return number_text_array(numbers).to_numpy(zero_copy_only=False)
 
 
-# Fractions whose shortest round-trip digits Arrow writes as Python's repr does (no exponent): outside it
-# the two differ in form only (Arrow 1.5e-5 and 1.2e+10, repr 1.5e-05 and 12000000000.5), so repr writes them.
+# Fractions whose shortest round-trip digits Arrow writes as Python's repr does (no exponent): outside it the
+# two differ in form only (Arrow 0.000015, 1.5e-8 and 1.20000000005e+10; repr 1.5e-05, 1.5e-08 and 12000000000.5),
+# so repr writes them.
 ARROW_AS_REPR = (1e-4, 1e10)
 
 
