@@ -39,7 +39,7 @@ def pandas_first_rows(whole: pd.DataFrame) -> pd.Series:
 def test_repeated_ids_across_parts_equal_pandas_for_any_bucket_count(tmp_path, id_kind, buckets):
     files, whole = users_parts(tmp_path, id_kind)
     with dask.config.set(scheduler="sync"):
-        found = _repeated_across(files, buckets)
+        found = _repeated_across(files, len(whole), buckets)
     expected = pandas_first_rows(whole)
     assert 200 < len(expected) < 400  # the data holds what the check is for
     pd.testing.assert_series_equal(found.sort_index(), expected.sort_index(), check_names=False)
@@ -47,7 +47,7 @@ def test_repeated_ids_across_parts_equal_pandas_for_any_bucket_count(tmp_path, i
 
 def test_repeated_ids_on_a_distributed_client_with_default_buckets(tmp_path, dask_client):
     files, whole = users_parts(tmp_path, "int")
-    found = _repeated_across(files)
+    found = _repeated_across(files, len(whole))
     pd.testing.assert_series_equal(found.sort_index(), pandas_first_rows(whole).sort_index(), check_names=False)
 
 
@@ -101,7 +101,7 @@ def test_parts_without_repeats_give_none(tmp_path):
     unique = whole.drop_duplicates(ID)
     unique.to_parquet(files[0], index=False)
     with dask.config.set(scheduler="sync"):
-        assert len(_repeated_across(files[:1], 4)) == 0
+        assert len(_repeated_across(files[:1], len(unique), 4)) == 0
 
 
 @pytest.mark.parametrize("ids", [np.arange(50, dtype=np.int64) * 7919, np.array([f"id{i}" for i in range(50)],

@@ -22,7 +22,7 @@ import pandas as pd
 from mailseg_dist.core.id_buckets import repeated_ids
 from mailseg_dist.core.parquet import table_columns
 from mailseg_dist.core.progress import compute
-from mailseg_dist.core.storage import open_parquet, parquet_metadata
+from mailseg_dist.core.storage import open_parquet
 from mailseg_dist.inputs.overlap import overlapping
 from mailseg_dist.inputs.schema import ID, SOURCE_ROW
 
@@ -52,14 +52,15 @@ def _first_rows_of(users_part: str, repeated: np.ndarray) -> pd.Series:
     return frame.groupby(ID)[SOURCE_ROW].min()
 
 
-def _repeated_across(files: list[str], buckets: int | None = None) -> pd.Series:
-    """Ids seen in more than one row of these users parts → lowest source row (empty when none).
+def _repeated_across(files: list[str], rows: int, buckets: int | None = None) -> pd.Series:
+    """Ids seen in more than one row of these users parts (`rows` in all, as the clean counted them) →
+    lowest source row (empty when none).
 
     The repeated Ids come from core.id_buckets.repeated_ids (hash buckets of the Id column, 8 bytes a row
     held until its bucket is checked; `buckets`: theirs); their source rows (few, usually none) from a
     second compute."""
     ids = [dask.delayed(_part_columns, pure=True)(f, [ID])[ID] for f in files]
-    repeated = repeated_ids(ids, sum(parquet_metadata(f).num_rows for f in files), buckets)
+    repeated = repeated_ids(ids, rows, buckets)
     if not len(repeated):
         return NO_DUPLICATES
     repeated = dask.delayed(repeated, pure=True)  # one key every task reads, not a copy in each
@@ -71,12 +72,13 @@ def first_rows(summaries: list[dict], users_files: list[str]) -> tuple[pd.Series
     """(Id → lowest source row for every repeated Id, positions of the parts that may hold a later copy,
     how many parts were compared because their Id ranges overlap).
 
-    `summaries[i]` (part_summary) and `users_files[i]` describe part i."""
+    `summaries[i]` (part_summary, with the "kept" rows written to the part) and `users_files[i]` describe
+    part i."""
     shared = overlapping([s["id_range"] for s in summaries])
     inside = [i for i, s in enumerate(summaries) if len(s["repeated"]) and i not in set(shared)]
     found = [summaries[i]["repeated"] for i in inside]
     if shared:
-        found.append(_repeated_across([users_files[i] for i in shared]))
+        found.append(_repeated_across([users_files[i] for i in shared], sum(summaries[i]["kept"] for i in shared)))
     found = [f for f in found if len(f)]
     if not found:
         return NO_DUPLICATES, [], len(shared)
