@@ -64,8 +64,10 @@ def _split_ids(parts: list, buckets: int) -> tuple:
 
 def part_groups(parts: list, rows: int, rows_per_group: int = BUCKET_IDS) -> list[list]:
     """`parts` in runs of consecutive parts of about `rows_per_group` rows in all (`rows` over every part)."""
+    if not parts:
+        return []
     count = min(len(parts), max(1, -(-rows // rows_per_group)))
-    bounds = [len(parts) * g // count for g in range(count + 1)] if parts else [0]
+    bounds = [len(parts) * g // count for g in range(count + 1)]
     return [parts[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
