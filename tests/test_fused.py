@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from dask.callbacks import Callback
 
-from mailseg_dist.model.fused import ClusterSums, cluster_sums, moments, nearest_rows
+from mailseg_dist.model.fused import ClusterSums, cluster_sums, moments, nearest_rows, two_nearest
 from mailseg_dist.model.kernels import block_partials, flat_partials, nearest, stats_many
 from mailseg_dist.model.scaler import fit_scaler, scaled_from_parquet, unit_groups
 
@@ -247,3 +247,25 @@ def test_warm_up_readies_the_signatures_a_pass_and_nearest_use(monkeypatch):
     nearest(x, x[:3])
     block_partials(x, [x[:3]])
     assert len(fused._READY) == 3  # the real calls used the warmed signatures
+
+
+@pytest.mark.parametrize("rows", [0, 1, 513, 2000])  # around the 512-row buffer
+def test_two_nearest_are_the_two_smallest_exact_distances_ties_counted_twice(rows):
+    rng = np.random.default_rng(11)
+    x, centers = rng.normal(size=(rows, 5)), rng.normal(size=(6, 5))
+    centers[4] = centers[1]  # a centre given twice: its distance is both the nearest and the second
+    if rows:
+        x[0] = centers[1]
+    sq1, sq2 = two_nearest([x[:, f] for f in range(5)], centers)
+    # Σ(x − c)² feature after feature, as the loop adds them: the same bits, then sorted per row
+    full = np.zeros((rows, 6))
+    for f in range(5):
+        full += (x[:, f, None] - centers[None, :, f]) ** 2
+    full.sort(axis=1)
+    np.testing.assert_array_equal(sq1, full[:, 0])
+    np.testing.assert_array_equal(sq2, full[:, 1])
+    assert sq1.shape == sq2.shape == (rows,)
+    if rows:
+        assert sq1[0] == sq2[0] == 0.0
+    with pytest.raises(ValueError, match="k >= 2"):
+        two_nearest([x[:, f] for f in range(5)], centers[:1])

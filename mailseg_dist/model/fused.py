@@ -125,6 +125,43 @@ def _nearest(columns, centers, labels, sq):
         sq[start:stop] = best[:stop - start]
 
 
+@_inlined
+def _two_best_block(buf, m, centers, dist, best, second):
+    """The two smallest exact squared distances Σ(x − c)² from each of the first m rows of buf to the
+    centres (equal ones counted twice, as sorting them would)."""
+    d = buf.shape[0]
+    best[:m] = np.inf
+    second[:m] = np.inf
+    for j in range(centers.shape[0]):
+        dist[:m] = 0.0
+        for f in range(d):
+            c = centers[j, f]
+            for i in range(m):
+                t = buf[f, i] - c
+                dist[i] += t * t
+        for i in range(m):
+            if dist[i] < best[i]:
+                second[i] = best[i]
+                best[i] = dist[i]
+            elif dist[i] < second[i]:
+                second[i] = dist[i]
+
+
+@_compiled
+def _two_nearest(columns, centers, sq1, sq2):
+    """sq1[i], sq2[i] = the squared distances from row i to its nearest and second-nearest centres."""
+    n, d = len(columns[0]), centers.shape[1]
+    mean, scale = np.zeros(d), np.ones(d)
+    buf = np.empty((d, BLOCK))
+    dist, best, second = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        _fill_block(columns, mean, scale, start, stop, buf)
+        _two_best_block(buf, stop - start, centers, dist, best, second)
+        sq1[start:stop] = best[:stop - start]
+        sq2[start:stop] = second[:stop - start]
+
+
 LANES = 8  # independent partial sums per product in `_lane_dot`: one vector register, no dependency chain
 
 
@@ -274,6 +311,20 @@ def nearest_rows(columns, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if n:
         _run(_nearest, columns, centers, labels, sq)
     return labels, sq
+
+
+def two_nearest(columns, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(squared distance to the nearest centre, to the second nearest) of each row; `columns`: the d columns
+    of already scaled rows; k >= 2 centres."""
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    if centers.ndim != 2 or centers.shape[0] < 2:
+        raise ValueError(f"expected centres of k >= 2 rows, found shape {centers.shape}")
+    columns = _checked_columns(columns, centers.shape[1])
+    n = len(columns[0]) if columns else 0
+    sq1, sq2 = np.zeros(n), np.zeros(n)
+    if n:
+        _run(_two_nearest, columns, centers, sq1, sq2)
+    return sq1, sq2
 
 
 def moments(columns, mean, scale) -> tuple[np.ndarray, np.ndarray]:
