@@ -22,7 +22,7 @@ from mailseg_dist.core.config import load_config
 from mailseg_dist.core.errors import InputDataError, UsageError
 from mailseg_dist.inputs import ingest as ingest_module
 from mailseg_dist.inputs.ingest import ingest
-from mailseg_dist.inputs.schema import CLEAN_COLUMNS, SOURCE_ROW
+from mailseg_dist.inputs.schema import CLEAN_COLUMNS, ID, SOURCE_ROW
 
 REPO = Path(__file__).resolve().parent.parent
 MONTH = "2026-01"
@@ -174,6 +174,19 @@ def test_extra_columns_are_kept_in_the_raw_layer(table_ingests):
         assert "ciudad" in raw.columns and "ciudad" not in users_of(catalog).columns
         assert raw["ciudad"].tolist()[:2] == ["Málaga", "Sevilla"] and pd.isna(raw["ciudad"].iloc[2])
         assert len(raw) == manifest["rows_in"] and raw[SOURCE_ROW].tolist() == list(range(2, 42))
+
+
+def test_ids_and_source_rows_are_written_without_a_dictionary_in_both_layers(table_ingests):
+    """One value a row: a dictionary would be tried and dropped on every part (storage.write_parquet)."""
+    import pyarrow.parquet as pq
+
+    for name in ("xlsx", "parquet-text"):
+        _, catalog = table_ingests[name]
+        for folder in (catalog.raw(MONTH), catalog.users(MONTH)):
+            meta = pq.ParquetFile(sorted(folder.glob("part-*.parquet"))[0]).metadata.row_group(0)
+            dictionary = {meta.column(i).path_in_schema for i in range(meta.num_columns)
+                          if set(meta.column(i).encodings) & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}}
+            assert ID not in dictionary and SOURCE_ROW not in dictionary and "send" in dictionary, (name, folder)
 
 
 def test_typed_parquet_input_matches_csv(tmp_path):

@@ -23,7 +23,7 @@ from mailseg_dist.core.atomic import atomic_dir
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.storage import as_location, write_parquet
 from mailseg_dist.inputs.readers import header_for
-from mailseg_dist.inputs.schema import ID, SOURCE_ROW, id_is_integer
+from mailseg_dist.inputs.schema import DISTINCT_COLUMNS, ID, SOURCE_ROW, id_is_integer
 
 FRAME_SOURCE = "<{kind} DataFrame: {rows} rows, {parts} partitions>"
 PANDAS_PARTITION_ROWS = 500_000  # one raw part per this many rows of a pandas frame
@@ -64,7 +64,7 @@ def _write_raw_part(part: pd.DataFrame, header: list[str], schema: pa.Schema, fi
     """Write one partition as a raw part; True when every present Id in it is a whole number."""
     raw = _as_raw(part, header, first_row)
     table = pa.Table.from_pandas(raw, schema=schema, preserve_index=False)
-    write_parquet(table, as_location(folder) / f"part-{index:05d}.parquet")
+    write_parquet(table, as_location(folder) / f"part-{index:05d}.parquet", plain=DISTINCT_COLUMNS)
     return id_is_integer(raw[ID])
 
 

@@ -41,13 +41,13 @@ from mailseg_dist.inputs.duplicate_ids import (
     part_summary,
 )
 from mailseg_dist.inputs.raw_layer import write_raw_layer_on
-from mailseg_dist.inputs.schema import ID, SOURCE_ROW
+from mailseg_dist.inputs.schema import DISTINCT_COLUMNS, ID, SOURCE_ROW
 
 
 def _write_clean_part(coerced: pd.DataFrame, first_rows: pd.Series, users_dir: str, rejects_dir: str,
                       index: int) -> dict:
     kept, ledger = split_partition(coerced, first_rows)
-    write_frame(kept, as_location(users_dir) / f"part-{index:05d}.parquet")
+    write_frame(kept, as_location(users_dir) / f"part-{index:05d}.parquet", plain=DISTINCT_COLUMNS)
     write_frame(ledger, as_location(rejects_dir) / f"part-{index:05d}.parquet")
     reasons = ledger["reason"].str.split(";").explode().str.replace(r"\(kept row \d+\)", "", regex=True)
     return {"kept": len(kept), "rejected": len(ledger),

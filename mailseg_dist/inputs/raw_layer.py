@@ -21,7 +21,7 @@ from mailseg_dist.inputs.readers import (
     parquet_pieces,
     read_chunks,
 )
-from mailseg_dist.inputs.schema import ID, SOURCE_ROW, id_is_integer
+from mailseg_dist.inputs.schema import DISTINCT_COLUMNS, ID, SOURCE_ROW, id_is_integer
 
 PIECES_PER_WORKER = 2  # runs of row groups per worker: the workers finish close together
 
@@ -57,7 +57,8 @@ def _write_chunks(chunks, folder, prefix: str) -> dict:
         if schema is None:
             schema = pa.schema([f if not pa.types.is_null(f.type) else pa.field(f.name, pa.string())
                                 for f in table.schema])
-        write_parquet(table.cast(schema), as_location(folder) / f"{prefix}{parts:05d}.parquet")
+        write_parquet(table.cast(schema), as_location(folder) / f"{prefix}{parts:05d}.parquet",
+                      plain=DISTINCT_COLUMNS)
         rows += len(chunk)
         parts += 1
     return {"rows": rows, "parts": parts, "integer_ids": integer_ids}

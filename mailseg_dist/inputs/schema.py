@@ -21,6 +21,7 @@ REQUIRED = [ID, *COUNTS, BUYER, *AVERAGES]
 OPTIONAL_COUNTS = ["bounce", "open", "click"]
 ENGAGEMENT = "engagement_score"
 SOURCE_ROW = "source_row"
+DISTINCT_COLUMNS = (ID, SOURCE_ROW)  # one value a row: written without a dictionary (storage.write_parquet)
 CLEAN_COLUMNS = [ID, *COUNTS, BUYER, *AVERAGES, ENGAGEMENT]
 # Extra per-user columns of a table built from an event log (ingest-events), after the clean columns;
 # selectable in features.columns like any clean column (a users table from a file lacks them).
