@@ -9,6 +9,7 @@ import types
 import numpy as np
 import openpyxl
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import make_clean_users
 from sklearn.cluster import KMeans
@@ -24,6 +25,7 @@ from mailseg_dist.outputs.export import (
     RESULT_COLUMNS,
     load_model_files,
     load_plain_model,
+    scored_parts,
     scored_users,
     user_scoring,
     write_model_files,
@@ -100,6 +102,18 @@ def test_user_results_hold_every_user_once_with_the_models_labels(dask_client, t
     assert got["recomendacion"].tolist() == expected.tolist()
     clean = list(users.columns[:-1])  # all but source_row
     pd.testing.assert_frame_equal(got.reset_index()[clean], users[clean].reset_index(drop=True))
+    meta = pq.ParquetFile(out / "part-00000.parquet").metadata.row_group(0)
+    dictionary = {name: bool(set(meta.column(i).encodings) & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"})
+                  for i, name in enumerate(RESULT_COLUMNS)}
+    assert [c for c, encoded in dictionary.items() if not encoded] == ["Id", "silhouette_score", "pca1", "pca2"]
+
+
+def test_profiles_of_the_scored_part_files_equal_the_scored_frames(dask_client, cfg, setup):
+    users, folder, result, table = setup
+    parts = scored_parts(folder, result, cfg)
+    assert len(parts) == 4  # a part per file, the empty one included
+    pd.testing.assert_frame_equal(segment_profiles(parts, result.k),
+                                  segment_profiles(scored_users(folder, result, cfg), result.k))
 
 
 def test_profiles_from_written_results_equal_lazy_scoring(dask_client, tmp_path, cfg, setup):

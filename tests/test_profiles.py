@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from conftest import make_clean_users, split_with_empty
 
+import mailseg_dist.segments.profiles as profiles_module
 from mailseg_dist.core.config import load_config
 from mailseg_dist.segments.profiles import (
     RAW_COLUMNS,
@@ -78,8 +79,12 @@ def labelled():
 
 
 # ---------------------------------------------------------------- statistics vs pandas
-def test_profiles_match_pandas(labelled):
-    got = segment_profiles(split_with_empty(labelled, 5), k=4)
+@pytest.mark.parametrize("combine_every", [8, 2])  # one combine of all partitions; a tree of three levels
+@pytest.mark.parametrize("as_parts", [False, True])  # a Dask frame; its partitions as delayed frames
+def test_profiles_match_pandas(labelled, monkeypatch, combine_every, as_parts):
+    monkeypatch.setattr(profiles_module, "COMBINE_EVERY", combine_every)
+    frame = split_with_empty(labelled, 5)
+    got = segment_profiles(frame.to_delayed() if as_parts else frame, k=4)
     g = labelled.groupby("cluster")
     sums = g[RAW_COLUMNS].sum()
     assert got["size"].to_dict() == g.size().to_dict()  # by cluster id: the row labelled j holds cluster j's users

@@ -27,6 +27,7 @@ from mailseg_dist.core.atomic import (
 from mailseg_dist.core.catalog import Catalog
 from mailseg_dist.core.config import load_config
 from mailseg_dist.core.errors import InputDataError, UsageError
+from mailseg_dist.core.parquet import file_columns, frame_parts
 from mailseg_dist.core.storage import (
     as_location,
     check_store,
@@ -212,3 +213,47 @@ def test_catalog_lists_the_months_in_a_store(bucket):
         write_frame(pd.DataFrame({"v": [1]}), catalog.users(month) / "part-00000.parquet")
     write_frame(pd.DataFrame({"v": [1]}), catalog.users("2026-01").parent / "month=junk" / "part-00000.parquet")
     assert catalog.months() == ["2026-01", "2026-02"]
+
+
+def _encodings(path) -> dict:
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    return {meta.column(i).path_in_schema: set(meta.column(i).encodings) for i in range(meta.num_columns)}
+
+
+def test_plain_columns_are_written_without_a_dictionary_and_read_back_the_same(tmp_path, clean_users):
+    dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
+    write_frame(clean_users, tmp_path / "plain.parquet", plain=("Id", "source_row"))
+    write_frame(clean_users, tmp_path / "default.parquet")
+    plain, default = _encodings(tmp_path / "plain.parquet"), _encodings(tmp_path / "default.parquet")
+    assert not plain["Id"] & dictionary and not plain["source_row"] & dictionary
+    assert default["Id"] & dictionary  # pyarrow's default tries a dictionary first
+    assert all(plain[c] & dictionary for c in clean_users.columns if c not in ("Id", "source_row"))
+    for name in ("plain", "default"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"{name}.parquet"), clean_users)
+    write_frame(clean_users[["Id"]], tmp_path / "only.parquet", plain=("Id",))  # no column left to encode
+    assert not _encodings(tmp_path / "only.parquet")["Id"] & dictionary
+
+
+def test_frame_parts_read_each_part_file_as_pandas_reads_it(users_parquet, clean_users):
+    import dask
+
+    columns = ["Id", "send", "hour"]
+    parts = dask.compute(*frame_parts(users_parquet, columns), scheduler="sync")
+    files = sorted(users_parquet.glob("*.parquet"))
+    assert len(parts) == len(files) == 4 and len(parts[1]) == 0  # the empty part file is a part
+    for part, path in zip(parts, files):
+        pd.testing.assert_frame_equal(part, pd.read_parquet(path, columns=columns))
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), clean_users[columns])
+    assert file_columns(files[0]) == list(clean_users.columns)
+
+
+def test_frame_parts_of_a_dask_frame_are_its_partitions(clean_users_ddf):
+    import dask
+
+    parts = dask.compute(*frame_parts(clean_users_ddf, ["Id", "open"]), scheduler="sync")
+    expected = dask.compute(*clean_users_ddf.to_delayed(), scheduler="sync")
+    assert len(parts) == clean_users_ddf.npartitions
+    for part, whole in zip(parts, expected):
+        pd.testing.assert_frame_equal(part, whole[["Id", "open"]])

@@ -59,3 +59,31 @@ def table_columns(table, columns: list[str]) -> dict:
     100,000-row unit take 7.7 ms read this way, 11.2 ms through pandas (the uncached Lloyd passes read
     every unit every pass)."""
     return {name: table.column(name).to_numpy() for name in columns}
+
+
+def read_frame(path: str, columns: list[str]):
+    """One part file's `columns` as a pandas DataFrame, read by pyarrow where the task runs."""
+    with open_parquet(path) as parquet:
+        return parquet.read(columns=columns).to_pandas()
+
+
+def file_columns(path) -> list[str]:
+    """The column names of a part file, from its footer."""
+    with open_parquet(path) as parquet:
+        return list(parquet.schema_arrow.names)
+
+
+def frame_parts(source, columns: list[str]) -> list:
+    """Delayed pandas frames of `columns`, one per partition: a Dask DataFrame's partitions, or one per
+    part file of a layer folder (`read_frame`).
+
+    Why not dd.read_parquet for a folder: its tasks took 21-29 ms to hand over the ten users-layer columns
+    of a 100,000-user part on a 10M-user run's workers, where pyarrow's own read and to_pandas take 4.4 ms
+    in one process (13.6 ms for dask's, the same frame); the per-user results and profiles read every part.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    if isinstance(source, dd.DataFrame):
+        return source[list(columns)].to_delayed()
+    return [dask.delayed(read_frame, pure=True)(str(path), list(columns)) for path in parquet_files(source)]

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from mailseg_dist.core.atomic import atomic_dir
 from mailseg_dist.core.catalog import USERS_SUBDIR
-from mailseg_dist.core.parquet import parquet_files
+from mailseg_dist.core.parquet import frame_parts, parquet_files
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.storage import as_location, open_parquet, write_parquet
 from mailseg_dist.inputs.schema import CLEAN_COLUMNS, ID
@@ -44,6 +44,7 @@ from mailseg_dist.segments.texts import check_lang
 SCORE_COLUMNS = ["cluster", "silhouette_score", "pca1", "pca2"]
 TEXT_COLUMNS = ["segmento", "nivel", "recomendacion"]
 RESULT_COLUMNS = [*CLEAN_COLUMNS, *SCORE_COLUMNS, *TEXT_COLUMNS]
+DISTINCT_RESULTS = (ID, "silhouette_score", "pca1", "pca2")  # about one value a user: no dictionary
 
 
 # ---------------------------------------------------------------- per-user scoring
@@ -99,12 +100,24 @@ def _read_users(users) -> dd.DataFrame:
     return dd.read_parquet([str(p) for p in parquet_files(users)])
 
 
+def _users_columns(cfg: dict) -> list[str]:
+    """The users-layer columns scoring reads: the clean columns and those the features are made of."""
+    return list(dict.fromkeys([*CLEAN_COLUMNS, *raw_columns(cfg["features"])]))
+
+
 def scored_users(users, result, cfg: dict) -> dd.DataFrame:
     """Lazy Dask frame of clean columns + cluster, silhouette_score, pca1, pca2 (nothing computed)."""
     ddf = _read_users(users)
-    columns = list(dict.fromkeys([*CLEAN_COLUMNS, *raw_columns(cfg["features"])]))
+    columns = _users_columns(cfg)
     bundle = _bundle(result, cfg)
     return ddf[columns].map_partitions(_score, bundle, meta=_score(ddf._meta[columns], bundle))
+
+
+def scored_parts(users, result, cfg: dict) -> list:
+    """`scored_users` as delayed pandas frames, one per part file (core.parquet.frame_parts), the model
+    shipped once per worker: what the profiles pass reads."""
+    bundle = dask.delayed(_bundle(result, cfg), pure=True)
+    return [dask.delayed(_score)(part, bundle) for part in frame_parts(users, _users_columns(cfg))]
 
 
 def _arrow_schema(id_is_int: bool) -> pa.Schema:
@@ -148,13 +161,13 @@ def user_scoring(users_path, model_result, segment_table: pd.DataFrame, cfg: dic
         with open_parquet(parquet_files(users_path)[0]) as parquet:
             id_is_int = pa.types.is_integer(parquet.schema_arrow.field(ID).type)
     segments = pd.DataFrame(segment_table[["nombre", "nivel", "accion_corta", "accion_codigo"]])
-    columns = tuple(dict.fromkeys([*CLEAN_COLUMNS, *raw_columns(cfg["features"])]))
+    columns = tuple(_users_columns(cfg))
     return UserScoring(str(users_path), _bundle(model_result, cfg), segments, {"recommend": cfg["recommend"]}, lang,
                        _arrow_schema(id_is_int), columns)
 
 
 def _write_part(part: pd.DataFrame, scoring: UserScoring, folder: str, index: int) -> int:
-    write_parquet(scoring.table(part), as_location(folder) / f"part-{index:05d}.parquet")
+    write_parquet(scoring.table(part), as_location(folder) / f"part-{index:05d}.parquet", plain=DISTINCT_RESULTS)
     return len(part)
 
 
@@ -162,14 +175,14 @@ def write_user_results(users_path, out_dir, model_result, segment_table: pd.Data
                        lang: str = "es", scoring: UserScoring | None = None) -> Path:
     """Resultados/usuarios/: one Parquet part per input partition, written by the workers; returns the folder.
     `scoring`: the UserScoring already made for these users (publish shares it with the workbook)."""
-    ddf = _read_users(users_path)
-    scoring = scoring or user_scoring(users_path, model_result, segment_table, cfg, lang,
-                                      id_is_int=pd.api.types.is_integer_dtype(ddf.dtypes[ID]))
+    id_is_int = pd.api.types.is_integer_dtype(users_path.dtypes[ID]) if isinstance(users_path, dd.DataFrame) \
+        else None
+    scoring = scoring or user_scoring(users_path, model_result, segment_table, cfg, lang, id_is_int=id_is_int)
     shared = dask.delayed(scoring, pure=True)  # one key (the model inside), shipped once per worker
     final = as_location(out_dir) / USERS_SUBDIR
     with atomic_dir(final) as tmp:
         compute(*[dask.delayed(_write_part)(part, shared, str(tmp), i)
-                  for i, part in enumerate(ddf[list(scoring.columns)].to_delayed())])
+                  for i, part in enumerate(frame_parts(users_path, list(scoring.columns)))])
     return final
 
 

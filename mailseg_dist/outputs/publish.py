@@ -20,7 +20,7 @@ from mailseg_dist.core.stages import Stages
 from mailseg_dist.core.storage import as_location
 from mailseg_dist.model.model_files import write_model_files
 from mailseg_dist.outputs.changes import change_figures
-from mailseg_dist.outputs.export import scored_users, user_scoring, write_user_results
+from mailseg_dist.outputs.export import scored_parts, user_scoring, write_user_results
 from mailseg_dist.outputs.figures import make_all_figures
 from mailseg_dist.outputs.later_changes import ChangesChannel
 from mailseg_dist.outputs.report import report_context, write_report
@@ -35,7 +35,7 @@ log = logging.getLogger("mailseg")
 
 def describe_segments(result, users_path, cfg: dict) -> pd.DataFrame:
     """Profiles of every segment over all users (one pass on the workers), then names, levels and actions."""
-    profiles = segment_profiles(scored_users(users_path, result, cfg), result.k)
+    profiles = segment_profiles(scored_parts(users_path, result, cfg), result.k)
     return build_segment_table(profiles, cfg, cfg["report"]["lang"])
 
 

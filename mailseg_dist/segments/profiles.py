@@ -43,7 +43,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from mailseg_dist.core.parquet import parquet_files
+from mailseg_dist.core.parquet import file_columns, frame_parts, parquet_files
 from mailseg_dist.core.progress import compute
 from mailseg_dist.segments.texts import (
     LEVEL,
@@ -72,9 +72,17 @@ def _partition_stats(pdf: pd.DataFrame) -> dict:
     counts["_hour"] = _label_value_counts(np.floor(values["hour"].to_numpy() + 0.5) % 24, codes, 0)
     counts["_day"] = _label_value_counts(np.clip(np.floor(values["day_of_week"].to_numpy() + 0.5), 0, 6), codes, 0)
     silhouette = pdf[SILHOUETTE].astype("float64") if SILHOUETTE in pdf else pd.Series(np.nan, index=pdf.index)
-    return {"n": labels.value_counts(), "sum": values.groupby(labels).sum(),
-            "sumsq": (values ** 2).groupby(labels).sum(), "sil": silhouette.groupby(labels).sum(min_count=1),
+    return {"n": labels.value_counts(), "sum": _sums_by_label(values, codes, 1),
+            "sumsq": _sums_by_label(values, codes, 2), "sil": silhouette.groupby(labels).sum(min_count=1),
             "counts": counts}
+
+
+def _sums_by_label(values: pd.DataFrame, codes: np.ndarray, power: int) -> pd.DataFrame:
+    """Σ value**power per cluster and column (a row for every cluster up to the largest label), by
+    np.bincount: 0.2 ms a column of 100,000 users where groupby().sum() took 3-3.7 ms for all nine."""
+    n = int(codes.max()) + 1 if len(codes) else 0
+    return pd.DataFrame({col: np.bincount(codes, weights=values[col].to_numpy() ** power, minlength=n)
+                         for col in values.columns}, index=pd.RangeIndex(n, name=LABEL))
 
 
 def _label_value_counts(values: np.ndarray, labels: np.ndarray, decimals: int) -> pd.Series:
@@ -92,17 +100,19 @@ def _label_value_counts(values: np.ndarray, labels: np.ndarray, decimals: int) -
     return pd.Series(counted.to_numpy(), index=index)
 
 
-def _add(a, b):
-    return a.add(b, fill_value=0)
+def _summed(parts: list, levels: int) -> pd.Series | pd.DataFrame:
+    """Parts' values added by index (a missing entry counts as 0; all missing stays NaN), in one groupby
+    over their concatenation: adding them two by two aligned each MultiIndex of value counts again
+    (a combine of 8 partitions' statistics took ~100 ms)."""
+    return pd.concat(parts).groupby(level=list(range(levels))).sum(min_count=1)
 
 
 def _combine(parts: list[dict]) -> dict:
-    out = parts[0]
-    for part in parts[1:]:
-        out = {"n": _add(out["n"], part["n"]), "sum": _add(out["sum"], part["sum"]),
-               "sumsq": _add(out["sumsq"], part["sumsq"]), "sil": _add(out["sil"], part["sil"]),
-               "counts": {c: _add(out["counts"][c], part["counts"][c]) for c in out["counts"]}}
-    return out
+    if len(parts) == 1:
+        return parts[0]
+    return {"n": _summed([p["n"] for p in parts], 1), "sum": _summed([p["sum"] for p in parts], 1),
+            "sumsq": _summed([p["sumsq"] for p in parts], 1), "sil": _summed([p["sil"] for p in parts], 1),
+            "counts": {c: _summed([p["counts"][c] for p in parts], 2) for c in parts[0]["counts"]}}
 
 
 def _tree_reduce(tasks: list) -> object:
@@ -169,14 +179,20 @@ def _profile_table(stats: dict, k: int | None) -> pd.DataFrame:
     return table
 
 
-def segment_profiles(results: dd.DataFrame | str | Path, k: int | None = None) -> pd.DataFrame:
-    """One row per cluster 0..k-1 (k=None: the clusters present); population in attrs["population"]."""
-    ddf = results if isinstance(results, dd.DataFrame) else dd.read_parquet([str(p) for p in parquet_files(results)])
-    missing = [c for c in [LABEL, *RAW_COLUMNS] if c not in ddf.columns]
-    if missing:
-        raise ValueError(f"per-user results expected columns {missing} (found {list(ddf.columns)})")
-    columns = [LABEL, *RAW_COLUMNS, *([SILHOUETTE] if SILHOUETTE in ddf.columns else [])]
-    tasks = [dask.delayed(_partition_stats)(part) for part in ddf[columns].to_delayed()]
+def segment_profiles(results: dd.DataFrame | str | Path | list, k: int | None = None) -> pd.DataFrame:
+    """One row per cluster 0..k-1 (k=None: the clusters present); population in attrs["population"].
+    `results`: per-user results as a Dask frame, a folder of Parquet parts, or a list of delayed pandas
+    frames (export.scored_parts), each with the cluster, the raw columns and optionally the silhouette."""
+    if isinstance(results, list):
+        parts = results
+    else:
+        found = list(results.columns) if isinstance(results, dd.DataFrame) else \
+            file_columns(parquet_files(results)[0])
+        missing = [c for c in [LABEL, *RAW_COLUMNS] if c not in found]
+        if missing:
+            raise ValueError(f"per-user results expected columns {missing} (found {found})")
+        parts = frame_parts(results, [LABEL, *RAW_COLUMNS, *([SILHOUETTE] if SILHOUETTE in found else [])])
+    tasks = [dask.delayed(_partition_stats)(part) for part in parts]
     (stats,) = compute(_tree_reduce(tasks))
     return _profile_table(stats, k)
 
