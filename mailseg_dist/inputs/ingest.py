@@ -23,7 +23,7 @@ import pandas as pd
 from mailseg_dist.core.atomic import atomic_dir, write_json
 from mailseg_dist.core.catalog import Catalog, check_month, current_month
 from mailseg_dist.core.errors import InputDataError, UsageError
-from mailseg_dist.core.parquet import parquet_files
+from mailseg_dist.core.parquet import frame_parts
 from mailseg_dist.core.progress import compute
 from mailseg_dist.core.storage import (
     as_location,
@@ -73,9 +73,7 @@ def _reclean_part(raw: pd.DataFrame, first: pd.Series, id_type: str, ccfg: dict,
 
 def _clean_parts(raw_dir, users_tmp, rejects_tmp, id_type: str, ccfg: dict) -> tuple[list[dict], dict]:
     """Every part cleaned once; the few holding a later copy of a repeated Id cleaned again (duplicate_ids)."""
-    import dask.dataframe as dd  # here, not at import: see core/warm.py (1.2 s the cluster start waited for)
-
-    parts = dd.read_parquet([str(p) for p in parquet_files(raw_dir)]).to_delayed()
+    parts = frame_parts(raw_dir)
     args = (id_type, ccfg, str(users_tmp), str(rejects_tmp))
     results = list(compute(*[dask.delayed(_clean_part)(part, *args, i) for i, part in enumerate(parts)]))
     users_files = [str(as_location(users_tmp) / f"part-{i:05d}.parquet") for i in range(len(parts))]
