@@ -17,6 +17,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import euclidean_distances, silhouette_samples
 from sklearn.preprocessing import StandardScaler
 
+import mailseg_dist.outputs.workbook as workbook_module
 from mailseg_dist.core.config import load_config
 from mailseg_dist.core.errors import InputDataError
 from mailseg_dist.inputs.sampling import hash_uniform
@@ -154,10 +155,14 @@ def sheet_cells(path) -> dict:
 
 @pytest.mark.parametrize("limit", [None, 50], ids=["every-user", "hashed-sample"])
 @pytest.mark.parametrize("text_ids", [False, True], ids=["int-ids", "text-ids"])
+@pytest.mark.parametrize("scored_rows", [100_000, 20], ids=["all-parts-at-once", "parts-gathered-by-20"])
 def test_a_workbook_scored_from_the_users_layer_equals_the_one_read_from_the_results(dask_client, tmp_path, cfg,
-                                                                                   clean_users, limit, text_ids):
+                                                                                   clean_users, limit, text_ids,
+                                                                                   scored_rows, monkeypatch):
     """publish writes the workbook from the users layer while the per-user results are written: every cell
-    (value and type) of every sheet must be what reading those results gives."""
+    (value and type) of every sheet must be what reading those results gives, however many parts' users
+    are scored at a time (workbook.SCORED_ROWS; 20 makes the 50-user sample end a gathering mid-way)."""
+    monkeypatch.setattr(workbook_module, "SCORED_ROWS", scored_rows)
     users = clean_users.assign(Id=clean_users["Id"].map(lambda v: f"u{v}")) if text_ids else clean_users
     write_parts(users, tmp_path / "users")
     result = fake_result(users, cfg)

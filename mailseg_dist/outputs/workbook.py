@@ -46,6 +46,7 @@ SEGMENT_SHEET_COLUMNS = ["cluster", "nombre", "nivel", "size", "share", "send_me
                          "motivo"]
 PERCENT_COLUMNS = {"share", "buyer_rate", "open_rate", "bounce_rate"}
 BATCH_ROWS = 65536
+SCORED_ROWS = 100_000  # sampled users gathered before they are scored (see _scored_batches)
 CLUSTERS_WIDTHS = {"Id": 12, "segmento": 34, "nivel": 8, "recomendacion": 90}  # characters; others fit the header
 CLUSTERS_PART = "xl/worksheets/sheet1.xml"  # rust_xlsxwriter numbers the sheets in order: Clusters first
 SAMPLE_NOTE = {
@@ -104,14 +105,23 @@ def _batches(files: list[Path], columns: list[str]):
 
 def _scored_batches(scoring: UserScoring, files: list, cut: float | None, seed: int, schema: pa.Schema):
     """Sheet rows computed from the users layer: each part read, cut to the sampled users first (the model
-    then scores a tenth of the rows at 10M users), scored exactly as the per-user results are."""
-    for path in files:
+    then scores a tenth of the rows at 10M users), scored exactly as the per-user results are, a few parts'
+    sampled users at a time. Why gathered: scoring has a fixed cost a call (the scaler's and model's checks,
+    the frame's columns), so the 10,000 sampled users of each of 100 parts took 2.4 s to score one part
+    at a time, where 1M users in parts of 100,000 take ~0.5 s."""
+    pending, rows = [], 0
+    for number, path in enumerate(files, start=1):
         with open_parquet(path) as parquet:
             part = parquet.read(columns=list(scoring.columns)).to_pandas()
         if cut is not None:
             part = part[hash_uniform(part[ID], seed) <= cut]
-        if len(part):
-            yield from scoring.table(part).cast(schema).to_batches(max_chunksize=BATCH_ROWS)
+        pending.append(part)
+        rows += len(part)
+        if rows >= SCORED_ROWS or number == len(files):
+            gathered = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+            pending, rows = [], 0
+            if len(gathered):
+                yield from scoring.table(gathered).cast(schema).to_batches(max_chunksize=BATCH_ROWS)
 
 
 def _users_sheet(files: list[Path], cut: float | None, size: int, seed: int, scoring: UserScoring | None = None):
