@@ -403,3 +403,16 @@ def test_an_error_reading_a_part_is_raised_as_it_is_and_leaves_no_workbook(dask_
     with pytest.raises(InputDataError, match="unreadable"):
         write_results_xlsx(out, tmp_path / "r.xlsx", table, result.k_table, cfg)
     assert not list(tmp_path.glob("*r.xlsx*"))
+
+
+@pytest.mark.parametrize("threshold", [None, 1e-9], ids=["with-margin", "margin-fell-short"])
+def test_sample_cut_is_the_hash_of_the_size_th_user_over_every_part(monkeypatch, cfg, users_parquet, clean_users,
+                                                                    threshold):
+    """The workbook's cut keeps only hashes under sampling.sample_threshold as it reads; when fewer than
+    `size` fall under it (forced by a tiny threshold), it reads every hash again."""
+    if threshold is not None:
+        monkeypatch.setattr(workbook_module, "sample_threshold", lambda size, total, factor: threshold)
+    files = sorted(users_parquet.glob("*.parquet"))  # four parts, one empty
+    hashes = np.sort(hash_uniform(clean_users["Id"], 42))
+    for size in (1, 37, len(clean_users)):
+        assert workbook_module._sample_cut(files, size, 42, len(clean_users)) == hashes[size - 1]
