@@ -78,7 +78,7 @@ def plan(users: Path, limit: int | None, seed: int):
     total = sum(parquet_metadata(p).num_rows for p in files)
     sampled = limit is not None and total > limit
     size = limit - 1 if sampled else total
-    cut = _sample_cut(files, size, seed) if sampled else None
+    cut = _sample_cut(files, size, seed, total) if sampled else None
     return files, total, size, cut
 
 
