@@ -133,6 +133,9 @@ def test_empty_cluster_kept_and_unknown_label_rejected(labelled):
     assert got.loc[[4, 5], "send_mean"].isna().all()
     with pytest.raises(ValueError, match=r"cluster labels expected in 0..2"):
         segment_profiles(split_with_empty(labelled), k=3)
+    negative = labelled.assign(cluster=labelled["cluster"].where(labelled.index != 7, -1))
+    with pytest.raises(ValueError, match=r"cluster labels expected >= 0, found -1"):
+        segment_profiles(split_with_empty(negative), k=4)
 
 
 @pytest.mark.parametrize("values", [[3], [1, 2], [5, 1, 4, 4], [0, 0, 7, 9, 9], [2.25, 1.5, 8.0, 0.75]])
