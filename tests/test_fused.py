@@ -10,6 +10,7 @@ from dask.callbacks import Callback
 
 from mailseg_dist.model.fused import ClusterSums, cluster_sums, moments, nearest_rows, two_nearest
 from mailseg_dist.model.kernels import block_partials, flat_partials, nearest, stats_many
+from mailseg_dist.model.quality import simplified_silhouette
 from mailseg_dist.model.scaler import fit_scaler, scaled_from_parquet, unit_groups
 
 SEED8 = ["send", "bounce", "open", "click", "Total", "hour", "day_of_week", "engagement_score"]
@@ -242,11 +243,13 @@ def test_warm_up_readies_the_signatures_a_pass_and_nearest_use(monkeypatch):
     monkeypatch.setattr(fused, "_READY", set())
     fused.warm_up(5)
     key = (("<f8", True),) * 5
-    assert fused._READY == {("_columns_sums", key), ("_columns_moments", key), ("_nearest", key)}
+    assert fused._READY == {("_columns_sums", key), ("_columns_moments", key), ("_nearest", key),
+                            ("_two_nearest", key)}
     x = np.random.default_rng(7).normal(size=(50, 5))
     nearest(x, x[:3])
     block_partials(x, [x[:3]])
-    assert len(fused._READY) == 3  # the real calls used the warmed signatures
+    simplified_silhouette(x, x[:3])
+    assert len(fused._READY) == 4  # the real calls used the warmed signatures
 
 
 @pytest.mark.parametrize("rows", [0, 1, 513, 2000])  # around the 512-row buffer
