@@ -45,10 +45,16 @@ def below_threshold(part: pd.DataFrame, threshold: float, seed: int, columns: li
     return keep
 
 
+def table_hashes(table, seed: int) -> np.ndarray:
+    """`hash_uniform` of the Id column of a pyarrow Table or RecordBatch, seen as pandas would give it (the
+    same u as the users' pandas frames get)."""
+    return hash_uniform(table.column(ID).to_pandas(), seed)
+
+
 def table_below_threshold(table, threshold: float, seed: int) -> pd.DataFrame:
     """`below_threshold` of a pyarrow Table (every column kept): only the rows under the cut-off, about
-    size/total of them, are converted to pandas; the hash sees the Id column as pandas would give it."""
-    u = hash_uniform(table.column(ID).to_pandas(), seed)
+    size/total of them, are converted to pandas (`table_hashes`)."""
+    u = table_hashes(table, seed)
     under = u < threshold
     keep = table.filter(under).to_pandas()
     keep[U_COLUMN] = u[under]

@@ -26,7 +26,7 @@ from rustpy_xlsxwriter import Format, write_worksheets
 from mailseg_dist.core.atomic import atomic_path
 from mailseg_dist.core.parquet import parquet_files
 from mailseg_dist.core.storage import as_location, open_parquet, parquet_metadata
-from mailseg_dist.inputs.sampling import hash_uniform, sample_threshold
+from mailseg_dist.inputs.sampling import sample_threshold, table_hashes
 from mailseg_dist.inputs.schema import ID
 from mailseg_dist.outputs.export import RESULT_COLUMNS, UserScoring
 from mailseg_dist.outputs.sheet_xml import dimension, rows_xml
@@ -93,7 +93,7 @@ def _sample_cut(files: list[Path], size: int, seed: int, total: int) -> float:
         kept = []
         for path in files:
             with open_parquet(path) as parquet:
-                hashes = hash_uniform(parquet.read(columns=[ID]).column(ID).to_pandas(), seed)
+                hashes = table_hashes(parquet.read(columns=[ID]), seed)
             kept.append(hashes[hashes < bound] if bound < 1.0 else hashes)
         kept = np.concatenate(kept)
         if len(kept) >= size:
@@ -121,7 +121,7 @@ def _scored_batches(scoring: UserScoring, files: list, cut: float | None, seed: 
         with open_parquet(path) as parquet:
             table = parquet.read(columns=list(scoring.columns))
         if cut is not None:  # filtered in Arrow: only the sampled users are converted to pandas
-            table = table.filter(pa.array(hash_uniform(table.column(ID).to_pandas(), seed) <= cut))
+            table = table.filter(pa.array(table_hashes(table, seed) <= cut))
         part = table.to_pandas()
         pending.append(part)
         rows += len(part)
@@ -145,7 +145,7 @@ def _users_sheet(files: list[Path], cut: float | None, size: int, seed: int, sco
     for batch in source:
         if cut is not None:
             if scoring is None:
-                batch = batch.filter(pa.array(hash_uniform(batch.column(ID).to_pandas(), seed) <= cut))
+                batch = batch.filter(pa.array(table_hashes(batch, seed) <= cut))
             batch = batch.slice(0, size - written)
         written += batch.num_rows
         yield batch
