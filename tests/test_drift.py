@@ -315,7 +315,7 @@ def test_report_shows_what_changed_with_every_figure(tmp_path, halves, lang, hea
     from test_export import fake_result
 
     from mailseg_dist.outputs.changes import change_figures, verdict_text
-    from mailseg_dist.outputs.export import scored_users
+    from mailseg_dist.outputs.export import scored_parts
     from mailseg_dist.outputs.report import report_context, write_report
     from mailseg_dist.segments.profiles import segment_profiles
     from mailseg_dist.segments.recommend import segment_table
@@ -324,7 +324,7 @@ def test_report_shows_what_changed_with_every_figure(tmp_path, halves, lang, hea
     cfg = {**load_config(), "report": {**load_config()["report"], "lang": lang}}
     users = make_clean_users()
     result = fake_result(users, cfg, k=3)
-    table = segment_table(segment_profiles(scored_users(split_with_empty(users), result, cfg), 3), cfg, lang)
+    table = segment_table(segment_profiles(scored_parts(split_with_empty(users), result, cfg), 3), cfg, lang)
     changes = make_changes(a, b, lang, with_transitions=TRANSITIONS)
     figures = change_figures(tmp_path, changes, lang)  # the run's own figures are test_figures_report's
     assert set(figures) == {"drift_psi", "transitions", "share_history"}
@@ -357,7 +357,7 @@ def test_report_without_changes_has_no_section(tmp_path):
     from test_export import fake_result
 
     from mailseg_dist.outputs.changes import change_figures
-    from mailseg_dist.outputs.export import scored_users
+    from mailseg_dist.outputs.export import scored_parts
     from mailseg_dist.outputs.report import report_context, write_report
     from mailseg_dist.segments.profiles import segment_profiles
     from mailseg_dist.segments.recommend import segment_table
@@ -365,7 +365,7 @@ def test_report_without_changes_has_no_section(tmp_path):
     cfg = load_config()
     users = make_clean_users()
     result = fake_result(users, cfg, k=3)
-    table = segment_table(segment_profiles(scored_users(split_with_empty(users), result, cfg), 3), cfg)
+    table = segment_table(segment_profiles(scored_parts(split_with_empty(users), result, cfg), 3), cfg)
     assert change_figures(tmp_path, None) == {}
     page = write_report(tmp_path / "informe.html", report_context({}, result, table, {}, cfg)).read_text("utf-8")
     assert "Qué cambió" not in page and "verdict" not in page
@@ -376,7 +376,7 @@ def test_workbook_sheet_changes_holds_the_same_tables(tmp_path, halves, users_pa
     from test_export import fake_result
 
     from mailseg_dist.outputs.changes import add_changes_sheet, verdict_text
-    from mailseg_dist.outputs.export import scored_users, write_user_results
+    from mailseg_dist.outputs.export import scored_parts, write_user_results
     from mailseg_dist.outputs.workbook import write_results_xlsx
     from mailseg_dist.segments.profiles import segment_profiles
     from mailseg_dist.segments.recommend import segment_table
@@ -390,7 +390,7 @@ def test_workbook_sheet_changes_holds_the_same_tables(tmp_path, halves, users_pa
     cfg = {**base, "report": {**base["report"], "lang": "en", "excel_max_rows": 100}}  # Clusters sampled too
     users = make_clean_users()
     result = fake_result(users, cfg, k=3)
-    table = segment_table(segment_profiles(scored_users(users_parquet, result, cfg), 3), cfg, "en")
+    table = segment_table(segment_profiles(scored_parts(users_parquet, result, cfg), 3), cfg, "en")
     out = write_user_results(users_parquet, tmp_path, result, table, cfg, "en")
     wb = openpyxl.load_workbook(write_results_xlsx(out, tmp_path / "r.xlsx", table, result.k_table, cfg, "en",
                                                    changes=changes))
@@ -419,14 +419,14 @@ def test_workbook_sheet_changes_holds_the_same_tables(tmp_path, halves, users_pa
 def _workbook_inputs(tmp_path, users_parquet):
     from test_export import fake_result
 
-    from mailseg_dist.outputs.export import scored_users, write_user_results
+    from mailseg_dist.outputs.export import scored_parts, write_user_results
     from mailseg_dist.segments.profiles import segment_profiles
     from mailseg_dist.segments.recommend import segment_table
 
     base = load_config()
     cfg = {**base, "report": {**base["report"], "lang": "en", "excel_max_rows": 100}}
     result = fake_result(make_clean_users(), cfg, k=3)
-    table = segment_table(segment_profiles(scored_users(users_parquet, result, cfg), 3), cfg, "en")
+    table = segment_table(segment_profiles(scored_parts(users_parquet, result, cfg), 3), cfg, "en")
     return write_user_results(users_parquet, tmp_path, result, table, cfg, "en"), table, result.k_table, cfg
 
 

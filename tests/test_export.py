@@ -6,6 +6,7 @@ import hashlib
 import json
 import types
 
+import dask.dataframe as dd
 import numpy as np
 import openpyxl
 import pandas as pd
@@ -27,7 +28,6 @@ from mailseg_dist.outputs.export import (
     load_model_files,
     load_plain_model,
     scored_parts,
-    scored_users,
     user_scoring,
     write_model_files,
     write_user_results,
@@ -77,7 +77,7 @@ def cfg():
 @pytest.fixture
 def setup(cfg, clean_users, users_parquet):
     result = fake_result(clean_users, cfg)
-    table = segment_table(segment_profiles(scored_users(users_parquet, result, cfg), result.k), cfg)
+    table = segment_table(segment_profiles(scored_parts(users_parquet, result, cfg), result.k), cfg)
     return clean_users, users_parquet, result, table
 
 
@@ -109,12 +109,14 @@ def test_user_results_hold_every_user_once_with_the_models_labels(dask_client, t
     assert [c for c, encoded in dictionary.items() if not encoded] == ["Id", "silhouette_score", "pca1", "pca2"]
 
 
-def test_profiles_of_the_scored_part_files_equal_the_scored_frames(dask_client, cfg, setup):
+def test_profiles_of_the_scored_part_files_equal_those_of_dasks_read(dask_client, cfg, setup):
+    """The folder's part files read by pyarrow in the tasks score as the same folder read by dd.read_parquet."""
     users, folder, result, table = setup
     parts = scored_parts(folder, result, cfg)
     assert len(parts) == 4  # a part per file, the empty one included
+    read_by_dask = dd.read_parquet([str(p) for p in sorted(folder.glob("*.parquet"))])
     pd.testing.assert_frame_equal(segment_profiles(parts, result.k),
-                                  segment_profiles(scored_users(folder, result, cfg), result.k))
+                                  segment_profiles(scored_parts(read_by_dask, result, cfg), result.k))
 
 
 def test_profiles_from_written_results_equal_lazy_scoring(dask_client, tmp_path, cfg, setup):
@@ -166,7 +168,7 @@ def test_a_workbook_scored_from_the_users_layer_equals_the_one_read_from_the_res
     users = clean_users.assign(Id=clean_users["Id"].map(lambda v: f"u{v}")) if text_ids else clean_users
     write_parts(users, tmp_path / "users")
     result = fake_result(users, cfg)
-    table = segment_table(segment_profiles(scored_users(tmp_path / "users", result, cfg), result.k), cfg)
+    table = segment_table(segment_profiles(scored_parts(tmp_path / "users", result, cfg), result.k), cfg)
     if limit:
         cfg["report"]["excel_max_rows"] = limit
     out = write_user_results(tmp_path / "users", tmp_path / "R", result, table, cfg)
@@ -195,7 +197,7 @@ def test_formula_looking_text_is_written_as_text(dask_client, tmp_path, cfg, cle
     users.loc[0, "Id"], users.loc[1, "Id"], users.loc[2, "Id"] = "=1+1", "@x", "-2+3"
     write_parts(users, tmp_path / "users")
     result = fake_result(users, cfg)
-    table = segment_table(segment_profiles(scored_users(tmp_path / "users", result, cfg), result.k), cfg)
+    table = segment_table(segment_profiles(scored_parts(tmp_path / "users", result, cfg), result.k), cfg)
     table["nombre"] = ["@x", "=HYPERLINK(\"http://e.x\")", "+1"]
     out = write_user_results(tmp_path / "users", tmp_path, result, table, cfg)
     assert pd.read_parquet(out)["Id"].map(type).eq(str).all()
@@ -319,7 +321,7 @@ def test_formula_looking_text_stays_text_in_every_sheet(dask_client, tmp_path, c
     users.loc[:len(tricky) - 1, "Id"] = tricky
     write_parts(users, tmp_path / "users")
     result = fake_result(users, cfg)
-    table = segment_table(segment_profiles(scored_users(tmp_path / "users", result, cfg), result.k), cfg)
+    table = segment_table(segment_profiles(scored_parts(tmp_path / "users", result, cfg), result.k), cfg)
     table["nombre"] = ["=1+1", "@cmd", "-2+3"]
     out = write_user_results(tmp_path / "users", tmp_path, result, table, cfg)
     path = write_results_xlsx(out, tmp_path / "r.xlsx", table, result.k_table, cfg, k_reason="=SUM(A1:A9)")

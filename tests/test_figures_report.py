@@ -12,7 +12,7 @@ from conftest import split_with_empty
 from test_export import fake_result
 
 from mailseg_dist.core.config import load_config
-from mailseg_dist.outputs.export import scored_users
+from mailseg_dist.outputs.export import scored_parts
 from mailseg_dist.outputs.figures import make_all_figures
 from mailseg_dist.outputs.report import report_context, write_report
 from mailseg_dist.segments.profiles import segment_profiles
@@ -32,7 +32,7 @@ def built(tmp_path_factory):
     cfg = load_config()
     users = make_clean_users()
     result = fake_result(users, cfg, k=3)
-    profiles = segment_profiles(scored_users(split_with_empty(users), result, cfg), result.k)
+    profiles = segment_profiles(scored_parts(split_with_empty(users), result, cfg), result.k)
     return cfg, result, profiles
 
 

@@ -1,7 +1,7 @@
 """Per-user results: each user's segment, scores and advice (Parquet, written by the workers).
 
 Order of use (the segment names need the profiles, which need the clusters):
-    scored = scored_users(users_path, result, cfg)          # lazy: clusters, silhouette, PCA
+    scored = scored_parts(users_path, result, cfg)          # delayed: clusters, silhouette, PCA
     profiles = segment_profiles(scored, result.k)           # small aggregates
     table = segment_table(profiles, cfg, lang)              # names, levels, actions
     write_user_results(users_path, out_dir, result, table, cfg, lang)   # Resultados/usuarios/
@@ -94,28 +94,15 @@ def _per_user(by_cluster: pd.Series, codes: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(text_codes[codes], categories=texts)
 
 
-def _read_users(users) -> dd.DataFrame:
-    if isinstance(users, dd.DataFrame):
-        return users
-    return dd.read_parquet([str(p) for p in parquet_files(users)])
-
-
 def _users_columns(cfg: dict) -> list[str]:
     """The users-layer columns scoring reads: the clean columns and those the features are made of."""
     return list(dict.fromkeys([*CLEAN_COLUMNS, *raw_columns(cfg["features"])]))
 
 
-def scored_users(users, result, cfg: dict) -> dd.DataFrame:
-    """Lazy Dask frame of clean columns + cluster, silhouette_score, pca1, pca2 (nothing computed)."""
-    ddf = _read_users(users)
-    columns = _users_columns(cfg)
-    bundle = _bundle(result, cfg)
-    return ddf[columns].map_partitions(_score, bundle, meta=_score(ddf._meta[columns], bundle))
-
-
 def scored_parts(users, result, cfg: dict) -> list:
-    """`scored_users` as delayed pandas frames, one per part file (core.parquet.frame_parts), the model
-    shipped once per worker: what the profiles pass reads."""
+    """Delayed pandas frames of the clean columns + cluster, silhouette_score, pca1, pca2 (nothing
+    computed), one per part file of a users folder or partition of a Dask frame (core.parquet.frame_parts),
+    the model shipped once per worker: what the profiles pass reads."""
     bundle = dask.delayed(_bundle(result, cfg), pure=True)
     return [dask.delayed(_score)(part, bundle) for part in frame_parts(users, _users_columns(cfg))]
 
